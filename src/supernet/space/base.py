@@ -1,0 +1,70 @@
+"""The base of every searchable module, and extraction of a plain network from a supernet."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Any
+
+from torch import nn
+
+from .choice import Value
+
+
+class Searchable(nn.Module):
+    """A module whose behaviour depends on choices.
+
+    Subclasses list the values (choices or expressions) they read in `search_values` and build a plain
+    PyTorch equivalent of themselves under the active arch in `extract`.
+    """
+
+    def search_values(self) -> dict[str, Any]:
+        """``{attribute: value}`` for every constructor argument that may hold a `Choice`."""
+        return {}
+
+    def decision_name(self, path: str, attr: str) -> str:
+        """The name an unnamed choice gets when it is first found here (``path`` is the module path)."""
+        return f"{path}.{attr}" if path else attr
+
+    def extract(self) -> nn.Module:
+        """A standalone module of standard torch layers, equal to this one under the active arch."""
+        raise NotImplementedError
+
+
+def copy_param(t: Any) -> Any:
+    """A detached, contiguous copy of a tensor slice as a Parameter (None stays None)."""
+    if t is None:
+        return None
+    return nn.Parameter(t.detach().clone().contiguous(), requires_grad=t.requires_grad)
+
+
+def extract_module(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every searchable part replaced by its plain equivalent under the active arch.
+
+    Modules that are not searchable keep their class (a user's own blocks stay the user's own blocks);
+    their parameters and buffers are copied, so the result shares no storage with the supernet.
+    """
+    if isinstance(module, Searchable):
+        return module.extract()
+    new = copy.copy(module)
+    new._parameters = OrderedDict(
+        (k, None if p is None else nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad))
+        for k, p in module._parameters.items()
+    )
+    new._buffers = OrderedDict((k, None if b is None else b.detach().clone()) for k, b in module._buffers.items())
+    new._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
+    new._modules = OrderedDict(
+        (k, None if m is None else extract_module(m)) for k, m in module._modules.items()
+    )
+    for key, val in list(new.__dict__.items()):
+        if isinstance(val, Value):
+            raise TypeError(
+                f"{type(module).__name__}.{key} holds a search-space value; only supernet layers "
+                "(sn.Linear, sn.Conv2d, ..., LayerChoice, Repeat) may read choices"
+            )
+    return new
+
+
+def contains_searchable(module: nn.Module) -> bool:
+    """Whether any submodule of ``module`` (itself included) depends on choices."""
+    return any(isinstance(m, Searchable) for m in module.modules())
