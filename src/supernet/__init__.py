@@ -28,7 +28,24 @@ from .space import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArchError", "BatchNorm2d", "Choice", "ClassToken", "Conv2d", "Embedding", "InvalidOptionError",
-    "LayerChoice", "LayerNorm", "Linear", "MissingDecisionError", "PositionalEmbedding", "Repeat",
-    "SuperModule", "UnknownDecisionError", "__version__", "attention", "cost", "derived", "spaces",
+    "ArchError",
+    "BatchNorm2d",
+    "Choice",
+    "ClassToken",
+    "Conv2d",
+    "Embedding",
+    "InvalidOptionError",
+    "LayerChoice",
+    "LayerNorm",
+    "Linear",
+    "MissingDecisionError",
+    "PositionalEmbedding",
+    "Repeat",
+    "SuperModule",
+    "UnknownDecisionError",
+    "__version__",
+    "attention",
+    "cost",
+    "derived",
+    "spaces",
 ]

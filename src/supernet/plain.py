@@ -31,9 +31,7 @@ class SelfAttention(nn.Module):
     (``heads * head_dim``) while the embedding dim may differ: this is the AutoFormer convention.
     """
 
-    def __init__(
-        self, q: nn.Module, k: nn.Module, v: nn.Module, proj: nn.Module, head_dim: int, causal: bool
-    ) -> None:
+    def __init__(self, q: nn.Module, k: nn.Module, v: nn.Module, proj: nn.Module, head_dim: int, causal: bool) -> None:
         super().__init__()
         self.q, self.k, self.v, self.proj = q, k, v, proj
         self.head_dim = head_dim

@@ -46,8 +46,7 @@ class CharText:
 
     def __repr__(self) -> str:
         return (
-            f"CharText(vocab_size={self.vocab_size}, train_tokens={self.train.numel()}, "
-            f"val_tokens={self.val.numel()})"
+            f"CharText(vocab_size={self.vocab_size}, train_tokens={self.train.numel()}, val_tokens={self.val.numel()})"
         )
 
     @property
@@ -83,9 +82,7 @@ class CharText:
         array = array.reshape(-1).astype(np.int64)
         bad = (array < 0) | (array >= self.vocab_size)
         if bad.any():
-            raise ValueError(
-                f"token id {int(array[np.argmax(bad)])} is outside [0, {self.vocab_size})"
-            )
+            raise ValueError(f"token id {int(array[np.argmax(bad)])} is outside [0, {self.vocab_size})")
         return self._codes[array].astype("<u4").tobytes().decode("utf-32-le")
 
     def get_batch(
@@ -113,9 +110,7 @@ class CharText:
         else:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         if batch_size < 1 or block_size < 1:
-            raise ValueError(
-                f"batch_size and block_size must be positive, got {batch_size} and {block_size}"
-            )
+            raise ValueError(f"batch_size and block_size must be positive, got {batch_size} and {block_size}")
         if data.numel() <= block_size:
             raise ValueError(
                 f"block_size={block_size} needs at least {block_size + 1} tokens, but the "

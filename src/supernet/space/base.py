@@ -53,9 +53,7 @@ def extract_module(module: nn.Module) -> nn.Module:
     )
     new._buffers = OrderedDict((k, None if b is None else b.detach().clone()) for k, b in module._buffers.items())
     new._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
-    new._modules = OrderedDict(
-        (k, None if m is None else extract_module(m)) for k, m in module._modules.items()
-    )
+    new._modules = OrderedDict((k, None if m is None else extract_module(m)) for k, m in module._modules.items())
     for key, val in list(new.__dict__.items()):
         if isinstance(val, Value):
             raise TypeError(

@@ -82,9 +82,7 @@ class Choice(Value):
             raise ValueError(f"Choice {name!r} has repeated options: {options}")
         for o in options:
             if not isinstance(o, (int, float, str)) or isinstance(o, bool):
-                raise TypeError(
-                    f"Choice {name!r}: options must be int, float or str (JSON-serialisable), got {o!r}"
-                )
+                raise TypeError(f"Choice {name!r}: options must be int, float or str (JSON-serialisable), got {o!r}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Choice name must be a non-empty string, got {name!r}")
         self.options: tuple[Any, ...] = options

@@ -146,7 +146,7 @@ class Conv2d(Searchable):
 
     def conv_args(self) -> tuple[int, int]:
         """``(padding, groups)`` under the active arch."""
-        c_in, c_out, k = self.active()
+        _, c_out, k = self.active()
         padding = k // 2 if self.padding is None else self.padding
         return padding, (c_out if self.depthwise else 1)
 
@@ -165,9 +165,8 @@ class Conv2d(Searchable):
         return out
 
     def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-            + (", depthwise" if self.depthwise else "")
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}" + (
+            ", depthwise" if self.depthwise else ""
         )
 
 
@@ -175,7 +174,11 @@ class BatchNorm2d(Searchable):
     """``nn.BatchNorm2d`` over a choice of channels; running statistics are sliced (and updated) too."""
 
     def __init__(
-        self, num_features: Size, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+        self,
+        num_features: Size,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
         track_running_stats: bool = True,
     ) -> None:
         super().__init__()
