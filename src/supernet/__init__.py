@@ -4,7 +4,8 @@ Declare a search space with `Choice`, entangled layers, `LayerChoice` and `Repea
 `SuperModule`; then train, search and export subnets. Ready spaces live in `supernet.spaces`.
 """
 
-from . import cost, spaces
+from . import cost, data, search, spaces, train
+from .export import load
 from .space import (
     ArchError,
     BatchNorm2d,
@@ -46,6 +47,10 @@ __all__ = [
     "__version__",
     "attention",
     "cost",
+    "data",
     "derived",
+    "load",
+    "search",
     "spaces",
+    "train",
 ]

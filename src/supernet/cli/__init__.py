@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `supernet --help` lists them.
-COMMANDS = ["info"]
+COMMANDS = ["info", "demo", "train", "search", "export", "finetune", "proxies", "predict", "bench", "groundtruth"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -245,7 +245,8 @@ def _cache_path(
 ) -> Path:
     """Cache file keyed by the tarball's identity (path, byte size, mtime) and every load option."""
     stat = tarball.stat()
-    key = [str(tarball), stat.st_size, stat.st_mtime_ns, size, subset, int(seed), CACHE_FORMAT_VERSION]
+    subset_seed = int(seed) if subset is not None else None  # the seed changes nothing without a subset
+    key = [str(tarball), stat.st_size, stat.st_mtime_ns, size, subset, subset_seed, CACHE_FORMAT_VERSION]
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     stem = tarball.name.split(".")[0] or "images"
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()

@@ -45,7 +45,8 @@ def extract_module(module: nn.Module) -> nn.Module:
     their parameters and buffers are copied, so the result shares no storage with the supernet.
     """
     if isinstance(module, Searchable):
-        return module.extract()
+        # Fresh torch layers start in training mode: give them the supernet's mode.
+        return module.extract().train(module.training)
     new = copy.copy(module)
     new._parameters = OrderedDict(
         (k, None if p is None else nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad))

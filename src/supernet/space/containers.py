@@ -10,6 +10,7 @@ from torch import nn
 
 from .base import Searchable, extract_module
 from .choice import Choice, Value, current_int, max_int
+from .layers import Mix, mix_of, mix_plan
 
 
 class LayerChoice(Searchable):
@@ -36,10 +37,12 @@ class LayerChoice(Searchable):
         keys = tuple(k for k, _ in items)
         if choice is None:
             choice = Choice(keys, name=name)
-            # Rank candidates by size so max_arch/min_arch pick the largest/smallest op.
-            choice.size_key = {k: sum(p.numel() for p in m.parameters()) for k, m in items}
         elif tuple(choice.options) != keys:
             raise ValueError(f"shared choice options {choice.options} differ from candidates {keys}")
+        if not choice.size_key:
+            # Rank candidates by size so max_arch/min_arch pick the largest/smallest op.
+            choice.size_key = {k: sum(p.numel() for p in m.parameters()) for k, m in items}
+            choice.current = choice.largest()
         self.choice = choice
 
     def search_values(self) -> dict[str, Any]:
@@ -53,7 +56,23 @@ class LayerChoice(Searchable):
         return self.candidates[str(self.choice.current)]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        mix = mix_of(self.choice)
+        if mix is not None:
+            return self._mixed_forward(mix, *args, **kwargs)
         return self.active_op()(*args, **kwargs)
+
+    def _mixed_forward(self, mix: Mix, *args: Any, **kwargs: Any) -> Any:
+        # Operation choice under mixture weights: the weighted sum of every candidate's output (DARTS);
+        # with a hard pick (GDAS) only the picked candidate runs, scaled by its straight-through weight.
+        weights = mix.weights
+        if mix.index is not None:
+            out = self.candidates[str(self.choice.options[mix.index])](*args, **kwargs)
+            return out * weights[mix.index].to(out.dtype)
+        out = 0
+        for i, option in enumerate(self.choice.options):
+            y = self.candidates[str(option)](*args, **kwargs)
+            out = out + weights[i].to(y.dtype) * y
+        return out
 
     def extract(self) -> nn.Module:
         return extract_module(self.active_op())
@@ -92,9 +111,29 @@ class Repeat(Searchable):
         return current_int(self.depth, "depth")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plan = mix_plan(self, (self.depth,), "Repeat depth")
+        if plan is not None:
+            return self._mixed_forward(x, plan)
         for block in self.blocks[: self.active_depth()]:
             x = block(x)
         return x
+
+    def _mixed_forward(self, x: torch.Tensor, plan: Any) -> torch.Tensor:
+        # Depth under mixture weights: the weighted sum of the outputs taken after each candidate depth;
+        # with a hard pick only that many blocks run, scaled by the straight-through weight.
+        (deepest,) = plan.sizes
+        scale = plan.scale(x.device)
+        if not plan.mixed:
+            for block in self.blocks[:deepest]:
+                x = block(x)
+            return x if scale is None else x * scale
+        weights = dict(plan.groups((0,), x.device))
+        out = weights[(0,)] * x if (0,) in weights else 0
+        for d, block in enumerate(self.blocks[:deepest], start=1):
+            x = block(x)
+            if (d,) in weights:
+                out = out + weights[(d,)] * x
+        return out if scale is None else out * scale
 
     def extract(self) -> nn.Sequential:
         return nn.Sequential(*(extract_module(b) for b in self.blocks[: self.active_depth()]))

@@ -1,0 +1,161 @@
+"""two_stage_gpt: does the two-stage pipeline find a better arch than random archs under the same params budget?
+
+(a) train a GPT supernet (sandwich) on Tiny Shakespeare, search it (NSGA-II over val loss and params, hard
+constraint params <= budget) and take the best feasible arch; (b) sample 20 random archs under the same budget.
+Each arch is then trained stand-alone from scratch for the same number of steps and its val loss reported:
+found vs the best and the median random arch.
+
+    python benchmarks/two_stage_gpt.py                 # full (about 30-40 min on 2 CPU cores)
+    python benchmarks/two_stage_gpt.py --quick         # smaller (about 10 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+import supernet as sn
+from supernet.finetune import train_plain, val_loss
+from supernet.search import arch_key, search
+from supernet.train import LMTask, train
+
+SPACE = dict(block_size=64, embed_dims=(48, 64, 96), num_heads=(2, 3), mlp_ratios=(2, 4), depths=(1, 2, 3), head_dim=16)
+
+
+def params_of(space: sn.SuperModule, arch: dict) -> int:
+    space.set_arch(arch)
+    return sn.cost.params(space)
+
+
+def random_archs(space: sn.SuperModule, n: int, budget: float, seed: int) -> list[dict]:
+    """``n`` distinct uniformly random archs with params <= budget (rejection sampling)."""
+    rng = random.Random(seed)
+    out, keys = [], set()
+    while len(out) < n:
+        arch = space.sample(rng=rng)
+        key = arch_key(space, arch)
+        if key in keys or params_of(space, arch) > budget:
+            continue
+        keys.add(key)
+        out.append(arch)
+    return out
+
+
+def standalone(arch: dict, task: LMTask, steps: int, batch_size: int, lr: float, seed: int) -> float:
+    """Val loss of ``arch`` trained from scratch (fresh weights, same recipe for every arch)."""
+    torch.manual_seed(seed)
+    model = sn.spaces.gpt(**SPACE).extract(arch)
+    train_plain(model, task, steps, batch_size, lr, warmup_steps=steps // 20, seed=seed, progress=False)
+    return val_loss(model, task, max_batches=32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--supernet-steps", type=int)
+    ap.add_argument("--standalone-steps", type=int)
+    ap.add_argument("--trials", type=int)
+    ap.add_argument("--randoms", type=int, default=20)
+    ap.add_argument("--budget-fraction", type=float, default=0.5, help="budget between min (0) and max (1) params")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    sn_steps = args.supernet_steps or (600 if args.quick else 2000)
+    sa_steps = args.standalone_steps or (300 if args.quick else 800)
+    trials = args.trials or (30 if args.quick else 80)
+    out = args.out or Path(tempfile.mkdtemp(prefix="two_stage_gpt-"))
+    console = Console()
+
+    text = sn.data.shakespeare()
+    task = LMTask(text, SPACE["block_size"])
+    space = sn.spaces.gpt(**SPACE)
+    lo, hi = params_of(space, space.min_arch()), params_of(space, space.max_arch())
+    budget = lo + args.budget_fraction * (hi - lo)
+    t0 = time.perf_counter()
+    run = train(
+        space,
+        text,
+        "sandwich",
+        {
+            "steps": sn_steps,
+            "batch_size": 32,
+            "lr": 3e-3,
+            "min_lr": 3e-4,
+            "warmup_steps": sn_steps // 20,
+            "seed": args.seed,
+        },
+        run_dir=out / "run",
+        device="cpu",
+    )
+    t_train = time.perf_counter() - t0
+    result = search(
+        run,
+        objectives=["loss", "params"],
+        strategy="nsga2",
+        constraints=f"params <= {budget:.0f}",
+        trials=trials,
+        population_size=max(4, trials // 5),
+        eval_batches=8,
+        task=task,
+        device="cpu",
+        seed=args.seed,
+    )
+    found = result.best["arch"]
+    t_search = time.perf_counter() - t0 - t_train
+    randoms = random_archs(space, args.randoms, budget, seed=args.seed + 1)
+
+    rows = []
+    console.print(f"stand-alone training of 1 + {len(randoms)} archs, {sa_steps} steps each ...")
+    found_loss = standalone(found, task, sa_steps, 32, 3e-3, args.seed)
+    rows.append(("found (two-stage)", params_of(space, found), found_loss))
+    rand_losses = []
+    for i, arch in enumerate(randoms):
+        loss = standalone(arch, task, sa_steps, 32, 3e-3, args.seed)
+        rand_losses.append((loss, params_of(space, arch)))
+        console.print(f"  random {i + 1}/{len(randoms)}: val loss {loss:.4f}")
+    best = min(rand_losses)
+    med = statistics.median(x[0] for x in rand_losses)
+    rows += [("best of random", best[1], best[0]), ("median random", None, med)]
+
+    table = Table(
+        title=f"two_stage_gpt: params budget {budget:,.0f}; supernet {sn_steps} steps, search {trials} "
+        f"archs, stand-alone {sa_steps} steps"
+    )
+    for col in ("arch", "params", "val loss (stand-alone)"):
+        table.add_column(col, justify="right")
+    for name, p, loss in rows:
+        table.add_row(name, f"{p:,}" if p else "-", f"{loss:.4f}")
+    console.print(table)
+    verdict = "beats" if found_loss < med else "does NOT beat"
+    console.print(
+        f"found arch {verdict} the median random arch ({found_loss:.4f} vs {med:.4f}); "
+        f"supernet training {t_train:.0f} s, search {t_search:.0f} s"
+    )
+    (out / "two_stage_gpt.json").write_text(
+        json.dumps(
+            {
+                "budget": budget,
+                "found": {"arch": found, "val_loss": found_loss},
+                "random_losses": rand_losses,
+                "median_random": med,
+                "best_random": best[0],
+                "supernet_steps": sn_steps,
+                "standalone_steps": sa_steps,
+                "trials": trials,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Small helpers shared by the pipeline subcommands (train, search, export, finetune, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..train.config import ConfigError
+
+
+def formatter() -> type[argparse.HelpFormatter]:
+    """Keep the epilog's example lines as written."""
+    return argparse.RawDescriptionHelpFormatter
+
+
+def friendly(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Print expected user errors (bad config, missing files, bad values) as one message, exit status 2.
+
+    Set ``SUPERNET_DEBUG=1`` to get the full traceback instead.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
+            if os.environ.get("SUPERNET_DEBUG"):
+                raise
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+            print(f"supernet {args.command}: error: {msg}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def device_arg(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    """Add ``--device cuda|cpu|auto``."""
+    p.add_argument(
+        "--device", default=default, help="cuda, cuda:N, cpu or auto (cuda when available; default %(default)s)"
+    )
+
+
+def overrides(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
+    """``{config field: value}`` for the CLI flags that were given (``names`` maps flag dest -> field)."""
+    return {field: getattr(args, dest) for dest, field in names.items() if getattr(args, dest, None) is not None}

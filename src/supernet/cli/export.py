@@ -1,0 +1,56 @@
+"""``supernet export RUN_DIR``: write a found subnet as safetensors + arch JSON + model card."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from ._util import formatter, friendly
+
+EXAMPLE = """example:
+  supernet export runs/gpt --arch best --out models/gpt                       # best val loss on the front
+  supernet export runs/gpt --arch best --constraint "params <= 300k" --out m  # best under a budget
+  supernet export runs/gpt --arch 3 --out m                                   # front entry #3
+  supernet export runs/gpt --arch '{"embed_dim": 64, "depth": 2, ...}' --out m
+Load it with: import supernet as sn; model = sn.load("models/gpt")
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``export`` subcommand."""
+    p = sub.add_parser(
+        "export",
+        help="export a subnet of a trained supernet as a plain model directory",
+        description="Extract a subnet with its inherited weights: model.safetensors, arch.json, model card.",
+        epilog=EXAMPLE,
+        formatter_class=formatter(),
+    )
+    p.add_argument("run_dir", type=Path, help="training run directory (searched with `supernet search`)")
+    p.add_argument("--arch", default="best", help="best | an index into the Pareto front | the arch as JSON")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("--constraint", action="append", help="for --arch best: a budget such as 'params <= 300k'")
+    p.add_argument("--metric", help="for --arch best: the metric to optimise (default: first search objective)")
+    p.add_argument("--latency-device", default="cpu", help="where to measure latency for the model card")
+    p.set_defaults(func=friendly(run))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export and print what was written."""
+    from ..export import export, load_metadata
+
+    out = export(
+        args.run_dir,
+        args.out,
+        arch=args.arch,
+        constraints=args.constraint,
+        metric=args.metric,
+        latency_device=args.latency_device,
+    )
+    meta = load_metadata(out)
+    Console().print(
+        f"exported {meta['params']:,}-parameter model to [bold]{out}[/bold] "
+        f"(metrics: {', '.join(f'{k}={v:.4g}' for k, v in meta['metrics'].items())})"
+    )
+    return 0

@@ -1,0 +1,106 @@
+"""``supernet search RUN_DIR``: search a trained supernet (random / evolution / NSGA-II) under constraints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from ..config import PIPELINE_JSON, PipelineConfig, SearchConfig, load_section
+from ._util import device_arg, formatter, friendly, overrides
+
+EXAMPLE = """example:
+  supernet search runs/gpt --strategy nsga2 --objectives loss,params --constraint "params <= 500k" --trials 60
+  supernet search runs/gpt --workers 2                       # 2 local processes on one SQLite study
+  supernet search runs/gpt --storage postgresql://user@host/db --study-name gpt   # one study across machines
+Rerunning the same command resumes the study (nothing is evaluated twice).
+Writes RUN_DIR/search/pareto.json, pareto.csv, trials.csv, pareto.png and study.db.
+"""
+
+_FLAGS = {
+    "strategy": "strategy",
+    "objectives": "objectives",
+    "constraint": "constraints",
+    "trials": "trials",
+    "workers": "workers",
+    "storage": "storage",
+    "study_name": "study_name",
+    "seed": "seed",
+    "eval_batches": "eval_batches",
+    "population_size": "population_size",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``search`` subcommand."""
+    p = sub.add_parser(
+        "search",
+        help="search a trained supernet for the Pareto front under constraints",
+        description="Black-box search with inherited weights: random, regularized evolution or NSGA-II (Optuna).",
+        epilog=EXAMPLE,
+        formatter_class=formatter(),
+    )
+    p.add_argument("run_dir", type=Path, help="training run directory")
+    p.add_argument("--config", type=Path, help="YAML config whose 'search' section gives the defaults")
+    p.add_argument("--strategy", choices=["random", "evolution", "nsga2"])
+    p.add_argument(
+        "--objectives",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        help="comma-separated: loss, accuracy, params, flops, latency (or name:min / name:max)",
+    )
+    p.add_argument("--constraint", action="append", help="hard constraint such as 'params <= 1e6' (repeatable)")
+    p.add_argument("--trials", type=int, help="distinct archs to evaluate")
+    p.add_argument("--workers", type=int, help="local worker processes sharing the study")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in RUN_DIR/search)")
+    p.add_argument("--study-name", dest="study_name")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-batches", dest="eval_batches", type=int, help="val batches per arch")
+    p.add_argument("--population-size", dest="population_size", type=int, help="evolution/NSGA-II population")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    device_arg(p)
+    p.set_defaults(func=friendly(run))
+
+
+def search_config(args: argparse.Namespace) -> SearchConfig:
+    """The search settings: config file (or the run's pipeline.json) overridden by command-line flags."""
+    base: dict = {}
+    if args.config is not None:
+        base = PipelineConfig.from_yaml(args.config).search.model_dump()
+    elif (args.run_dir / PIPELINE_JSON).is_file():
+        base = json.loads((args.run_dir / PIPELINE_JSON).read_text()).get("search", {})
+    base.update(overrides(args, _FLAGS))
+    return load_section(SearchConfig, base, "search config")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or resume) the search and print the Pareto front."""
+    from ..search import search
+    from ..search.report import front_table
+
+    cfg = search_config(args)
+    result = search(
+        args.run_dir,
+        objectives=cfg.objectives,
+        strategy=cfg.strategy,
+        constraints=cfg.constraints or None,
+        trials=cfg.trials,
+        storage=cfg.storage,
+        study_name=cfg.study_name,
+        workers=cfg.workers,
+        seed=cfg.seed,
+        population_size=cfg.population_size,
+        sample_size=cfg.sample_size,
+        eval_batches=cfg.eval_batches,
+        eval_batch_size=cfg.eval_batch_size,
+        bn_batches=cfg.bn_batches,
+        latency_device=cfg.latency_device,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    console = Console()
+    console.print(front_table(result.to_json()))
+    console.print(f"results in [bold]{result.out_dir}[/bold] (pareto.json, pareto.csv, pareto.png)")
+    console.print(f"next: supernet export {args.run_dir} --arch best --out {args.run_dir / 'model'}")
+    return 0

@@ -1,0 +1,360 @@
+"""Export a subnet as an ordinary model directory, and load it back without the search code.
+
+A model directory holds::
+
+    model.safetensors   the extracted subnet's weights (state_dict)
+    arch.json           the arch dict
+    space.json          the space spec ({"space": name, "kwargs": {...}}) it was extracted from
+    model.json          metadata: arch, space, metrics, params, FLOPs, latency, how it was found, data, versions
+    README.md           a short model card
+
+``sn.load(dir)`` rebuilds the space from the spec, extracts the arch (a plain ``nn.Module`` with no supernet
+classes) and loads the weights with strict key and shape checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import cost
+from .search.objectives import parse_constraints
+from .search.pareto import atomic_write_bytes, atomic_write_json
+from .space import SuperModule
+
+MODEL_FORMAT = "supernet-model"
+WEIGHTS = "model.safetensors"
+META = "model.json"
+
+
+def select_arch(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    arch: str | int | Mapping[str, Any] = "best",
+    constraints: Any = None,
+    metric: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pick an arch from a search's Pareto front.
+
+    Args:
+        source: a run dir (with ``search/pareto.json``), a pareto.json path, or its loaded dict.
+        arch: ``"best"`` (best ``metric`` among front entries meeting ``constraints``), an index into the front
+            (``3`` or ``"3"``), an arch as a JSON string or dict, or a path to an arch JSON file.
+        constraints: extra constraints for ``best``, e.g. ``"params <= 300k"``.
+        metric: the metric ``best`` optimises (default: the search's first objective).
+
+    Returns:
+        ``(arch dict, entry)`` where entry is the front entry (with ``metrics``) or ``{}`` for a given arch.
+    """
+    if isinstance(arch, Mapping):
+        return dict(arch), {}
+    text = str(arch).strip()
+    if text.startswith("{"):
+        try:
+            return dict(json.loads(text)), {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--arch looks like JSON but does not parse: {err}") from None
+    if text.endswith(".json") and Path(text).is_file():
+        data = json.loads(Path(text).read_text())
+        return dict(data.get("arch", data)), {}
+    from .search import load_front
+
+    pareto = dict(source) if isinstance(source, Mapping) else load_front(source)
+    front = pareto.get("front", [])
+    if not front:
+        raise ValueError("the search's Pareto front is empty: no feasible arch was found")
+    if text.lstrip("-").isdigit():
+        i = int(text)
+        if not -len(front) <= i < len(front):
+            raise ValueError(f"arch index {i} is out of range: the Pareto front has {len(front)} entries (0..)")
+        return dict(front[i]["arch"]), dict(front[i])
+    if text != "best":
+        raise ValueError(f"--arch must be 'best', an index into the Pareto front, or an arch as JSON; got {text!r}")
+    cons = parse_constraints(constraints)
+    objectives = pareto.get("objectives") or [{"metric": "loss", "direction": "minimize"}]
+    if metric is None:
+        metric, direction = objectives[0]["metric"], objectives[0]["direction"]
+    else:
+        known = {o["metric"]: o["direction"] for o in objectives}
+        from .search.objectives import DIRECTIONS
+
+        direction = known.get(metric) or DIRECTIONS.get(metric)
+        if direction is None:
+            raise ValueError(f"unknown metric {metric!r} to pick the best arch by")
+    ok = [e for e in front if all(c.metric in e["metrics"] and c.satisfied(e["metrics"][c.metric]) for c in cons)]
+    if not ok:
+        raise ValueError(f"no arch on the Pareto front satisfies {', '.join(map(str, cons))}")
+    sign = 1.0 if direction == "minimize" else -1.0
+    best = min(ok, key=lambda e: sign * float(e["metrics"][metric]))
+    return dict(best["arch"]), dict(best)
+
+
+def export(
+    source: SuperModule | str | os.PathLike[str] | Any,
+    out: str | os.PathLike[str],
+    arch: str | int | Mapping[str, Any] = "best",
+    constraints: Any = None,
+    metric: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    found_by: Mapping[str, Any] | None = None,
+    example_input: Any = None,
+    latency_device: str | None = "cpu",
+    data: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write subnet ``arch`` of a trained supernet to the model directory ``out``.
+
+    Args:
+        source: a run directory (arch may then be ``best`` or a front index), a ``Run``, or a `SuperModule`
+            (then ``arch`` must be a dict or JSON).
+        out: the model directory to write (created; existing files are replaced atomically one by one,
+            ``model.json`` last).
+        arch / constraints / metric: which arch (see `select_arch`).
+        metrics: metrics to record (default: those the search measured for this arch).
+        found_by: how it was found (default: read from the run's search and training records).
+        example_input: an input batch for FLOPs and latency (runs: one example of the task; else skipped).
+        latency_device: where to measure latency (None: skip).
+        data: the data config (JSON) to record for ``supernet finetune`` (runs: taken from the run).
+
+    Returns:
+        The model directory.
+    """
+    run_dir = _run_dir(source)
+    entry: dict[str, Any] = {}
+    if run_dir is not None:
+        arch_dict, entry = select_arch(run_dir, arch, constraints, metric)
+    else:
+        if isinstance(arch, str) and (arch == "best" or arch.lstrip("-").isdigit()):
+            raise ValueError(f"arch={arch!r} needs a run with a search; pass the arch as a dict or JSON")
+        arch_dict, entry = select_arch({}, arch)
+    space = _space(source, run_dir)
+    arch_dict = space.validate(arch_dict)
+    net = space.extract(arch_dict).eval()
+    if example_input is None and run_dir is not None:
+        example_input = _example_input(run_dir)
+    meta: dict[str, Any] = {
+        "format": MODEL_FORMAT,
+        "version": 1,
+        "arch": arch_dict,
+        "space": space.spec,
+        "metrics": dict(metrics if metrics is not None else entry.get("metrics", {})),
+        "params": cost.params(net),
+        "flops": cost.flops(net, example_input) if example_input is not None else None,
+        "latency_s": None,
+        "latency_device": latency_device,
+        "found_by": dict(found_by) if found_by is not None else _found_by(run_dir, entry),
+        "data": dict(data) if data is not None else _data_of(run_dir),
+        "task": _task_meta(run_dir),
+        "finetune": [],
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    if example_input is not None and latency_device is not None:
+        meta["latency_s"] = cost.latency(net, example_input, device=latency_device)
+    out_dir = Path(out)
+    write_model(out_dir, net, meta)
+    return out_dir
+
+
+def write_model(out_dir: Path, net: nn.Module, meta: dict[str, Any]) -> None:
+    """Write weights, arch.json, space.json, README.md and (last) model.json, each atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    tmp = out_dir / f".{WEIGHTS}.{os.getpid()}.tmp"
+    try:
+        save_file(tensors, str(tmp), metadata={"format": MODEL_FORMAT})
+        os.replace(tmp, out_dir / WEIGHTS)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    atomic_write_json(out_dir / "arch.json", meta["arch"])
+    atomic_write_json(out_dir / "space.json", meta["space"])
+    atomic_write_bytes(out_dir / "README.md", model_card(meta).encode())
+    atomic_write_json(out_dir / META, meta)
+
+
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``model.json`` of a model directory."""
+    p = Path(path) / META
+    if not p.is_file():
+        raise FileNotFoundError(f"{path} is not an exported model directory (no {META}; see `supernet export`)")
+    meta = json.loads(p.read_text())
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{p} is not a supernet model (format {meta.get('format')!r})")
+    return meta
+
+
+def load(
+    path: str | os.PathLike[str], space: SuperModule | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """Rebuild an exported model as a plain ``nn.Module`` (eval mode) with its weights.
+
+    Args:
+        path: the model directory written by `export` / ``supernet export``.
+        space: the space it came from, needed only for user-defined spaces (ready spaces are rebuilt by name).
+        device: where to put the model.
+
+    Raises:
+        ValueError: the weights file does not match the architecture (missing/unexpected keys, wrong shapes).
+    """
+    meta = load_metadata(path)
+    spec = meta.get("space")
+    if space is None:
+        if not spec:
+            raise ValueError(
+                f"{path} was exported from a user-defined space (no spec): pass it as sn.load(path, space=...)"
+            )
+        from .spaces import build_space
+
+        space = build_space(spec["space"], **spec.get("kwargs", {}))
+    net = space.extract(meta["arch"])
+    del space
+    state = load_file(str(Path(path) / WEIGHTS))
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}/{WEIGHTS} does not fit arch {meta['arch']}: missing keys {missing[:8]}, "
+            f"unexpected keys {unexpected[:8]}"
+        )
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape
+    ]
+    if wrong:
+        raise ValueError(f"{path}/{WEIGHTS} has tensors of the wrong shape: {wrong[:8]}")
+    net.load_state_dict(state, strict=True)
+    return net.to(device).eval()
+
+
+def model_card(meta: Mapping[str, Any]) -> str:
+    """A short Markdown model card from ``model.json`` metadata."""
+    lines = ["# Model exported by supernet", ""]
+    spec = meta.get("space") or {}
+    lines += [f"Space: `{spec.get('space', 'user-defined')}`  ", f"Parameters: {meta.get('params', 0):,}  "]
+    if meta.get("flops") is not None:
+        lines.append(f"FLOPs (one example): {meta['flops']:,}  ")
+    if meta.get("latency_s") is not None:
+        lines.append(f"Latency (batch 1, {meta.get('latency_device')}): {1000 * meta['latency_s']:.2f} ms  ")
+    lines.append("")
+    metrics = meta.get("metrics") or {}
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
+        lines.append("")
+    found = meta.get("found_by") or {}
+    if found:
+        lines += ["## How it was found", ""]
+        lines += [f"- {k}: {_fmt(v)}" for k, v in found.items()]
+        lines.append("")
+    for ft in meta.get("finetune") or []:
+        lines.append(
+            f"Fine-tuned {ft.get('steps')} steps: val loss {_fmt(ft.get('val_loss_before'))} -> "
+            f"{_fmt(ft.get('val_loss_after'))}."
+        )
+    lines += [
+        "## Architecture",
+        "",
+        "```json",
+        json.dumps(meta.get("arch", {}), indent=2),
+        "```",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import supernet as sn",
+        "model = sn.load('path/to/this/dir')   # a plain torch.nn.Module in eval mode",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def _run_dir(source: Any) -> Path | None:
+    if isinstance(source, SuperModule):
+        return None
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if not (p / "run.json").is_file():
+            raise FileNotFoundError(f"{p} is not a training run directory (no run.json there)")
+        return p
+    run_dir = getattr(source, "run_dir", None)
+    return Path(run_dir) if run_dir is not None else None
+
+
+def _space(source: Any, run_dir: Path | None) -> SuperModule:
+    if isinstance(source, SuperModule):
+        return source
+    space = getattr(source, "space", None)
+    if isinstance(space, SuperModule):
+        return space
+    from .train import load_run
+
+    return load_run(run_dir).space  # type: ignore[arg-type]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _found_by(run_dir: Path | None, entry: Mapping[str, Any]) -> dict[str, Any]:
+    if run_dir is None:
+        return {"how": "exported directly from a supernet"}
+    run = _read_json(run_dir / "run.json")
+    pareto = _read_json(run_dir / "search" / "pareto.json")
+    out: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "supernet training": f"{(run.get('strategy') or {}).get('name')} for {run.get('step')} steps",
+    }
+    if pareto:
+        out["search"] = (
+            f"{pareto.get('strategy')} over {', '.join(o['metric'] for o in pareto.get('objectives', []))}, "
+            f"{pareto.get('distinct_archs')} archs evaluated with inherited weights"
+        )
+        if pareto.get("constraints"):
+            out["constraints"] = ", ".join(pareto["constraints"])
+    if entry.get("trial") is not None:
+        out["trial"] = entry["trial"]
+    return out
+
+
+def _data_of(run_dir: Path | None) -> dict[str, Any] | None:
+    if run_dir is None:
+        return None
+    from .config import data_config_of_run
+
+    try:
+        return data_config_of_run(run_dir).model_dump(mode="json")
+    except ValueError:
+        return None
+
+
+def _task_meta(run_dir: Path | None) -> dict[str, Any] | None:
+    if run_dir is None:
+        return None
+    return _read_json(run_dir / "run.json").get("task")
+
+
+def _example_input(run_dir: Path) -> Any:
+    task = _task_meta(run_dir) or {}
+    if task.get("kind") == "lm" and task.get("block_size"):
+        return torch.zeros(1, int(task["block_size"]), dtype=torch.long)
+    from .config import task_of_run
+
+    try:
+        return task_of_run(run_dir).example_input(1)
+    except ValueError:
+        return None

@@ -1,0 +1,30 @@
+"""Performance predictors over architectures: fit on a few measured archs, predict the rest.
+
+- `ArchEncoder`: one-hot / scaled encoding derived from ``space.choices``.
+- `GBDTPredictor`: LightGBM on the encoding (GBDT-NAS); an ensemble over bagging seeds gives uncertainty.
+- `PretrainedGBDTPredictor`: pretrained on free statistics (params, FLOPs, proxies) first (FBNetV3 idea).
+
+All share ``fit(archs, y) -> self`` and ``predict(archs, return_std=False)``; ``predictor.objective()`` is a
+callable ``arch -> predicted value`` for `supernet.search`.
+"""
+
+from .base import NotFittedError, Predictor
+from .encoding import ArchEncoder, choices_from_archs
+from .gbdt import DEFAULT_PARAMS, GBDTPredictor
+from .io import load_predictor, save_predictor
+from .metrics import kendall_tau, spearman
+from .pretrain import PretrainedGBDTPredictor
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "ArchEncoder",
+    "GBDTPredictor",
+    "NotFittedError",
+    "PretrainedGBDTPredictor",
+    "Predictor",
+    "choices_from_archs",
+    "kendall_tau",
+    "load_predictor",
+    "save_predictor",
+    "spearman",
+]

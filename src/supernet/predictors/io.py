@@ -1,0 +1,85 @@
+"""Saving and loading GBDT predictors as JSON (boosters as LightGBM's text model format; no pickle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from .gbdt import GBDTPredictor
+from .pretrain import PretrainedGBDTPredictor
+
+FORMAT = "supernet-predictor"
+VERSION = 1
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_predictor(
+    predictor: GBDTPredictor, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write a fitted (`Pretrained`)`GBDTPredictor` to ``path`` as JSON, atomically."""
+    predictor.check_fitted(bool(predictor.models))
+    state: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": type(predictor).__name__,
+        "choices": {k: list(v) for k, v in predictor.encoder.choices.items()},
+        "n_models": predictor.n_models,
+        "rounds": predictor.rounds,
+        "seed": predictor.seed,
+        "params": predictor.params,
+        "models": [m.model_to_string() for m in predictor.models],
+        "metadata": metadata or {},
+    }
+    if isinstance(predictor, PretrainedGBDTPredictor):
+        state.update(
+            mode=predictor.mode,
+            stat_names=predictor.stat_names,
+            stat_models=[m.model_to_string() for m in predictor.stat_models],
+            prior=None if predictor.prior is None else [float(v) for v in predictor.prior],
+            rounds_used=predictor.rounds_used,
+        )
+    path = Path(path)
+    _write_atomic(path, json.dumps(state))
+    return path
+
+
+def load_predictor(path: str | os.PathLike[str]) -> GBDTPredictor:
+    """Read a predictor written by `save_predictor`."""
+    path = Path(path)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not a predictor file (invalid JSON: {err})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a supernet predictor file (expected format {FORMAT!r})")
+    common = dict(n_models=state["n_models"], rounds=state["rounds"], params=state["params"], seed=state["seed"])
+    if state["kind"] == "PretrainedGBDTPredictor":
+        pred: GBDTPredictor = PretrainedGBDTPredictor(state["choices"], mode=state["mode"], **common)
+        pred.stat_names = list(state["stat_names"])
+        pred.stat_models = [lgb.Booster(model_str=s) for s in state["stat_models"]]
+        pred.rounds_used = int(state.get("rounds_used", pred.rounds_used))
+        if state["prior"] is not None:
+            pred.prior = np.asarray(state["prior"], dtype=np.float64)
+    elif state["kind"] == "GBDTPredictor":
+        pred = GBDTPredictor(state["choices"], **common)
+    else:
+        raise ValueError(f"{path}: unknown predictor kind {state['kind']!r}")
+    pred.models = [lgb.Booster(model_str=s) for s in state["models"]]
+    return pred

@@ -1,0 +1,52 @@
+"""Black-box search over a trained supernet: random, regularized evolution, NSGA-II (Optuna studies).
+
+``sn.search(run_or_space, objectives=["loss", "params"], strategy="nsga2", constraints="params <= 1e6")``
+returns a `SearchResult` whose ``front`` is the Pareto front of feasible subnets. The Optuna study (a SQLite
+file in the run directory by default) is the persistent record: rerunning resumes, and several workers can
+share it without evaluating any subnet twice.
+"""
+
+import sys
+import types
+from typing import Any
+
+from .api import SearchResult, collect_entries, load_front, search, write_outputs
+from .costs import CostModel
+from .evaluate import RunEvaluator
+from .evolution import RegularizedEvolutionSampler
+from .keys import active_decisions, arch_key, canonical_json
+from .objectives import Constraint, Objective, parse_constraints, parse_objectives
+from .pareto import pareto_front
+from .study import STRATEGIES, SearchSetup, make_storage
+
+__all__ = [
+    "STRATEGIES",
+    "Constraint",
+    "CostModel",
+    "Objective",
+    "RegularizedEvolutionSampler",
+    "RunEvaluator",
+    "SearchResult",
+    "SearchSetup",
+    "active_decisions",
+    "arch_key",
+    "canonical_json",
+    "collect_entries",
+    "load_front",
+    "make_storage",
+    "parse_constraints",
+    "parse_objectives",
+    "pareto_front",
+    "search",
+    "write_outputs",
+]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``sn.search(...)`` call `search` while ``supernet.search`` stays a package (like ``sn.train``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SearchResult:
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

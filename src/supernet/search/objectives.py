@@ -1,0 +1,166 @@
+"""Objectives (what a search minimises or maximises) and hard constraints (``params <= 1e6``)."""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Metrics computed from the architecture alone (no data): checked before a subnet is evaluated.
+CHEAP_METRICS = ("params", "flops", "latency")
+# Default direction of well-known metrics; any other metric needs an explicit "name:min" / "name:max".
+DIRECTIONS = {
+    "loss": "minimize",
+    "accuracy": "maximize",
+    "params": "minimize",
+    "flops": "minimize",
+    "latency": "minimize",
+}
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*([kKmMgG]?)\s*$")
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One search objective: a metric name and whether to ``minimize`` or ``maximize`` it."""
+
+    metric: str
+    direction: str
+
+    @property
+    def cheap(self) -> bool:
+        """Whether the metric comes from the architecture alone (params, FLOPs, latency)."""
+        return self.metric in CHEAP_METRICS
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value ``a`` is strictly better than ``b``."""
+        return a < b if self.direction == "minimize" else a > b
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A hard constraint ``metric op bound``, e.g. ``params <= 1e6``."""
+
+    metric: str
+    op: str
+    bound: float
+
+    @property
+    def cheap(self) -> bool:
+        """Whether it can be checked without evaluating the subnet on data."""
+        return self.metric in CHEAP_METRICS
+
+    def violation(self, value: float) -> float:
+        """0 when satisfied, else a positive amount of violation (for NSGA-II's constrained domination)."""
+        if _OPS[self.op](value, self.bound):
+            return 0.0
+        gap = abs(value - self.bound)
+        return gap if gap > 0 else 1e-12
+
+    def satisfied(self, value: float) -> bool:
+        """Whether ``value`` meets the constraint."""
+        return self.violation(value) == 0.0
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+def parse_objectives(objectives: str | Iterable[str] | Mapping[str, str]) -> list[Objective]:
+    """Objectives from ``"loss"``, ``["loss", "params"]``, ``["accuracy:max"]`` or ``{"loss": "minimize"}``.
+
+    Raises:
+        ValueError: an unknown metric without a direction, a bad direction, a repeated metric or none at all.
+    """
+    if isinstance(objectives, str):
+        objectives = [o for o in objectives.split(",") if o.strip()]
+    items: list[tuple[str, str | None]]
+    if isinstance(objectives, Mapping):
+        items = [(str(k), str(v)) for k, v in objectives.items()]
+    else:
+        items = []
+        for spec in objectives:
+            name, _, direction = str(spec).strip().partition(":")
+            items.append((name.strip(), direction.strip() or None))
+    out: list[Objective] = []
+    for name, direction in items:
+        if direction is None:
+            if name not in DIRECTIONS:
+                raise ValueError(
+                    f"objective {name!r}: unknown metric without a direction; write {name}:min or {name}:max "
+                    f"(metrics with a default direction: {', '.join(DIRECTIONS)})"
+                )
+            direction = DIRECTIONS[name]
+        direction = {"min": "minimize", "max": "maximize"}.get(direction, direction)
+        if direction not in ("minimize", "maximize"):
+            raise ValueError(f"objective {name!r}: direction must be min/minimize or max/maximize, got {direction!r}")
+        if any(o.metric == name for o in out):
+            raise ValueError(f"objective {name!r} is given twice")
+        out.append(Objective(name, direction))
+    if not out:
+        raise ValueError("at least one objective is needed, e.g. ['loss', 'params']")
+    return out
+
+
+def parse_constraints(constraints: str | Sequence[str] | Mapping[str, float] | None) -> list[Constraint]:
+    """Constraints from ``"params <= 1e6"``, ``["params<=1M", "latency<=0.005"]`` or ``{"params": 1e6}`` (``<=``).
+
+    Numbers may end in k/M/G (thousands, millions, billions).
+
+    Raises:
+        ValueError: a constraint that is not ``metric op number`` with op one of <=, >=, <, >.
+    """
+    if constraints is None:
+        return []
+    if isinstance(constraints, Mapping):
+        out = []
+        for k, v in constraints.items():
+            try:
+                out.append(Constraint(str(k), "<=", float(v)))
+            except (TypeError, ValueError):
+                raise ValueError(f"constraint {k!r}: expected a number as upper bound, got {v!r}") from None
+        return out
+    if isinstance(constraints, str):
+        constraints = [c for c in constraints.split(",") if c.strip()]
+    out = []
+    for text in constraints:
+        m = _CONSTRAINT_RE.match(str(text))
+        if not m:
+            raise ValueError(
+                f"constraint {text!r}: expected 'metric op number' with op one of <=, >=, <, > "
+                "(e.g. 'params <= 1e6', 'latency < 0.005', 'accuracy >= 0.9')"
+            )
+        name, op, number, suffix = m.groups()
+        try:
+            bound = float(number.replace("_", "")) * _SUFFIX[suffix.lower()]
+        except ValueError:
+            raise ValueError(f"constraint {text!r}: {number!r} is not a number") from None
+        if not math.isfinite(bound):
+            raise ValueError(f"constraint {text!r}: the bound must be finite")
+        out.append(Constraint(name, op, bound))
+    return out
+
+
+def violations(constraints: Sequence[Constraint], metrics: Mapping[str, Any]) -> list[float]:
+    """Violation of each constraint under ``metrics`` (0 = satisfied).
+
+    Raises:
+        KeyError: a constraint names a metric the evaluation did not produce.
+    """
+    out = []
+    for c in constraints:
+        if c.metric not in metrics:
+            raise KeyError(
+                f"constraint '{c}' needs metric {c.metric!r}, which the evaluation did not produce "
+                f"(got: {', '.join(sorted(metrics))})"
+            )
+        out.append(c.violation(float(metrics[c.metric])))
+    return out

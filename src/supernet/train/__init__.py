@@ -1,0 +1,60 @@
+"""Supernet training: `train` (callable as ``sn.train(...)``), strategies, tasks, checkpoints, evaluation.
+
+``supernet.train`` is a package whose module object is callable: ``sn.train(space, data, ...)`` runs
+`supernet.train.loop.train`, while ``sn.train.evaluate`` etc. reach the rest of the API.
+"""
+
+import sys
+import types
+from typing import Any
+
+from . import strategies
+from .checkpoint import latest_checkpoint
+from .config import ConfigError, TrainConfig
+from .context import TrainContext
+from .distill import alpha_divergence, kl_distill
+from .evaluate import batchnorm_modules, evaluate, evaluate_many, recalibrate_bn
+from .kinds import decision_kinds
+from .loop import Run, load_run, lr_at, train
+from .strategies import STRATEGIES, StepOutput, Strategy, StrategyOptions, get_strategy, register_strategy
+from .tasks import ClassificationTask, LMTask, Task, crop_flip, make_task
+
+__all__ = [
+    "STRATEGIES",
+    "ClassificationTask",
+    "ConfigError",
+    "LMTask",
+    "Run",
+    "StepOutput",
+    "Strategy",
+    "StrategyOptions",
+    "Task",
+    "TrainConfig",
+    "TrainContext",
+    "alpha_divergence",
+    "batchnorm_modules",
+    "crop_flip",
+    "decision_kinds",
+    "evaluate",
+    "evaluate_many",
+    "get_strategy",
+    "kl_distill",
+    "latest_checkpoint",
+    "load_run",
+    "lr_at",
+    "make_task",
+    "recalibrate_bn",
+    "register_strategy",
+    "strategies",
+    "train",
+]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``sn.train(...)`` call `train` while ``supernet.train`` stays a package."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Run:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

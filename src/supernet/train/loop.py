@@ -1,0 +1,449 @@
+"""`train`: the supernet training loop (optimizer, schedule, mixed precision, logging, checkpoints, DDP)."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..space import SuperModule
+from . import checkpoint as ck
+from .config import TrainConfig
+from .context import TouchAll, TrainContext
+from .distributed import DistInfo, barrier, setup_distributed
+from .evaluate import evaluate_many, resolve_device
+from .kinds import decision_kinds
+from .strategies import Strategy, make_strategy
+from .tasks import Task, make_task
+
+
+@dataclass
+class Run:
+    """The result of `train` (or `load_run`): the trained supernet and what the run recorded.
+
+    Attributes:
+        space: the supernet with trained weights. config: the `TrainConfig`. strategy: the strategy instance
+        (None if its name is not registered when loading). task: the `Task` (None when loaded from disk).
+        run_dir: where files were written (None if nowhere). step: completed steps. history: logged metric
+        records. losses: per-step losses of the steps run in this call. final_arch: the strategy's chosen
+        arch (gradient strategies) or None. spec: ``space.spec`` as recorded.
+    """
+
+    space: SuperModule
+    config: TrainConfig
+    strategy: Strategy | None
+    task: Task | None = None
+    run_dir: Path | None = None
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    final_arch: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The last logged record (empty if nothing was logged)."""
+        return dict(self.history[-1]) if self.history else {}
+
+
+def lr_at(step: int, config: TrainConfig, segments: list[int] | None = None) -> float:
+    """Learning rate of 0-based ``step``: linear warm-up to ``lr``, then cosine to ``min_lr`` (or constant).
+
+    ``segments`` (increasing end steps, the last equal to ``config.steps``) restarts the cosine at each
+    segment start, as progressive shrinking does per phase; warm-up happens in the first segment only.
+    """
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    start, end = config.warmup_steps, config.steps
+    for lo, hi in zip([0, *(segments or [])], segments or [], strict=False):
+        if lo <= step < hi:
+            start, end = max(lo, config.warmup_steps if lo == 0 else lo), hi
+            break
+    span = max(1, end - start)
+    progress = min(1.0, max(0.0, (step - start) / span))
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(space: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD; weight decay on matrices/kernels only (not on biases, norms, 1-D parameters)."""
+    decay = [p for p in space.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in space.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _set_deterministic(device: torch.device) -> None:
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # On CUDA some kernels (e.g. attention backward) have no deterministic version: warn instead of failing.
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def _versions() -> dict[str, str]:
+    from .. import __version__
+
+    return {"supernet": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def _to_float(v: Any) -> float:
+    return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
+
+
+def _mean_losses(pending: list[Any], info: DistInfo, dev: torch.device) -> list[float]:
+    """Per-step losses averaged over ranks (one all-reduce for all pending steps)."""
+    t = torch.tensor([_to_float(v) for v in pending], dtype=torch.float64, device=dev)
+    if info.world_size > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+        t /= info.world_size
+    return t.tolist()
+
+
+class _Progress:
+    """A tqdm bar on rank 0 showing loss, learning rate and samples/s (silent elsewhere)."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def show(self, record: Mapping[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(
+                loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", samples_s=f"{record['samples_per_s']:.0f}"
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _resolve_config(config: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return config.model_copy(deep=True)
+    return TrainConfig.from_dict(config)
+
+
+def train(
+    space: SuperModule,
+    data: Any,
+    strategy: str | Strategy | None = None,
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+    device: str | torch.device = "auto",
+    resume: bool = False,
+) -> Run:
+    """Train a supernet with a strategy; checkpoint to ``run_dir``; resume exactly with ``resume=True``.
+
+    Args:
+        space: the `SuperModule` to train (moved to ``device``; its weights are trained in place).
+        data: a `Task`, a `CharText` (LM; block size from ``config.block_size`` or ``space.net.block_size``),
+            an `ImageData`, an `ArrayDataset`, or a ``(train, val)`` pair (see `make_task`).
+        strategy: a strategy name (``uniform``, ``fair``, ``sandwich``, ``alpha``, ``progressive``, or one
+            registered later), a `Strategy` instance, or None for ``config.strategy``.
+        config: a `TrainConfig`, a dict of its fields, or None for the defaults.
+        run_dir: directory for ``run.json``, ``metrics.jsonl`` and checkpoints (None: write nothing).
+        device: ``"auto"`` (cuda if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        resume: continue from the latest checkpoint in ``run_dir`` (starts fresh if there is none yet).
+
+    Under ``torchrun --nproc_per_node K`` the same call trains with DistributedDataParallel; every rank runs
+    the same archs each step; ``config.batch_size`` is the global batch (split evenly over ranks).
+
+    Example:
+        >>> space = sn.spaces.gpt(block_size=16)                                  # doctest: +SKIP
+        >>> run = sn.train(space, sn.data.shakespeare(), "sandwich", {"steps": 100}, run_dir="runs/a")  # +SKIP
+    """
+    config = _resolve_config(config)
+    if not isinstance(space, SuperModule):
+        raise TypeError(f"space must be a SuperModule, got {type(space).__name__}")
+    if isinstance(strategy, str) or strategy is None:
+        name = strategy or config.strategy
+        if name != config.strategy and config.strategy_options and "strategy" in config.model_fields_set:
+            raise ValueError(
+                f"the config names strategy {config.strategy!r} with strategy_options, but strategy={name!r} was "
+                "passed: pass one of them"
+            )
+        strat = make_strategy(name, config.strategy_options)
+        config.strategy = name
+        config.strategy_options = strat.options.model_dump(mode="json")
+    else:
+        strat = make_strategy(strategy)
+        config.strategy = strat.name
+        config.strategy_options = strat.options.model_dump(mode="json")
+    if resume and run_dir is None:
+        raise ValueError("resume=True needs a run_dir to resume from")
+    run_path = Path(run_dir) if run_dir is not None else None
+
+    dev = resolve_device(device)
+    info, dev = setup_distributed(dev)
+    if config.batch_size % info.world_size:
+        raise ValueError(
+            f"batch_size={config.batch_size} must divide evenly over {info.world_size} processes (it is the "
+            "global batch)"
+        )
+    if config.deterministic:
+        _set_deterministic(dev)
+    _seed_everything(config.seed + info.rank)
+
+    block = config.block_size or getattr(space.net, "block_size", None)
+    task = make_task(data, block_size=block, seed=config.seed)
+
+    ckpt_path = ck.latest_checkpoint(run_path) if run_path is not None else None
+    if ckpt_path is not None and not resume:
+        raise FileExistsError(
+            f"{run_path} already holds a run (checkpoint {ckpt_path.name}); pass resume=True to continue it "
+            "or choose another run_dir"
+        )
+
+    space.to(dev)
+    space.train()
+    wrapper: TouchAll | None = None
+    model: nn.Module = space
+    if info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapper = TouchAll(space)
+        model = DDP(wrapper, device_ids=[dev.index] if dev.type == "cuda" else None)
+    optimizer = make_optimizer(space, config)
+    ctx = TrainContext(
+        space, model, task, config, strat.options, dev, decision_kinds(space), info.rank, info.world_size,
+        _amp_dtype(config, dev),
+    )
+    ctx.run_dir = run_path
+    strat.setup(ctx)
+
+    segments = strat.schedule_segments(ctx)
+    start = 0
+    if ckpt_path is not None:
+        start = _restore(ckpt_path, space, optimizer, strat, ctx, config, info, dev)
+        ck.truncate_metrics(run_path / ck.METRICS, start) if info.is_main else None
+    if run_path is not None and info.is_main:
+        _write_run_json(run_path, space, strat, config, task, start, "running", None, None)
+    barrier(info)
+
+    run = Run(space, config, strat, task, run_path, start, [], [], None, space.spec)
+    if run_path is not None:
+        run.history = [r for r in ck.read_jsonl(run_path / ck.METRICS) if int(r.get("step", 0)) <= start]
+    bar = _Progress(config.progress and info.is_main, config.steps, start, f"train {strat.name}")
+    pending: list[Any] = []
+    t_last, steps_since = time.perf_counter(), 0
+    try:
+        for step in range(start, config.steps):
+            ctx.step = step
+            lr = lr_at(step, config, segments)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            if wrapper is not None:
+                wrapper.reset_usage()
+            out = strat.step(ctx, ctx.train_batch())
+            if not out.archs:
+                raise RuntimeError(f"strategy {strat.name!r} ran no arch in step {step}")
+            if wrapper is not None:
+                for p in wrapper.unused_parameters():
+                    p.grad = None
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(space.parameters(), config.grad_clip)
+            optimizer.step()
+            done = step + 1
+            pending.append(out.loss)
+            steps_since += 1
+            bar.update()
+            if done % config.log_every == 0 or done == config.steps:
+                losses = _mean_losses(pending, info, dev)
+                run.losses.extend(losses)
+                pending = []
+                now = time.perf_counter()
+                record: dict[str, Any] = {
+                    "step": done,
+                    "loss": sum(losses) / len(losses),
+                    "lr": lr,
+                    "samples_per_s": steps_since * config.batch_size / max(now - t_last, 1e-9),
+                    "archs_per_step": len(out.archs),
+                }
+                record.update({k: _to_float(v) for k, v in out.metrics.items()})
+                t_last, steps_since = now, 0
+                if config.eval_every and (done % config.eval_every == 0 or done == config.steps):
+                    res = evaluate_many(
+                        space, [space.max_arch(), space.min_arch()], task, max_batches=config.eval_batches, device=dev
+                    )
+                    record["val_loss_max"], record["val_loss_min"] = res[0]["loss"], res[1]["loss"]
+                    space.train()
+                run.history.append(record)
+                bar.show(record)
+                if run_path is not None and info.is_main:
+                    ck.append_jsonl(run_path / ck.METRICS, record)
+            if run_path is not None and (
+                (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps
+            ):
+                if info.is_main:
+                    _save(run_path, done, space, optimizer, strat, ctx, config)
+                barrier(info)
+            run.step = done
+    finally:
+        bar.close()
+        if wrapper is not None:
+            wrapper.close()
+    run.final_arch = strat.final_arch(ctx)
+    if run_path is not None and info.is_main:
+        ck.write_tensors(run_path / ck.FINAL_WEIGHTS, space.state_dict(), metadata={"step": str(run.step)})
+        _write_run_json(run_path, space, strat, config, task, run.step, "done", run.final_arch, run.metrics)
+    barrier(info)
+    return run
+
+
+def _write_run_json(
+    run_dir: Path, space: SuperModule, strat: Strategy, config: TrainConfig, task: Task, step: int, status: str,
+    final_arch: dict[str, Any] | None, metrics: dict[str, Any] | None,
+) -> None:
+    ck.write_json(
+        run_dir / ck.RUN_JSON,
+        {
+            "format": ck.RUN_FORMAT,
+            "version": ck.RUN_VERSION,
+            "space": space.spec,
+            "choices": {k: list(v) for k, v in space.choices.items()},
+            "strategy": strat.describe(),
+            "config": config.to_json(),
+            "task": task.describe(),
+            "status": status,
+            "step": step,
+            "final_arch": final_arch,
+            "metrics": metrics or {},
+            "versions": _versions(),
+        },
+    )
+
+
+def _save(run_dir: Path, step: int, space: SuperModule, optimizer: torch.optim.Optimizer, strat: Strategy,
+          ctx: TrainContext, config: TrainConfig) -> None:
+    tensors, optim_json = ck.optimizer_to_parts(optimizer)
+    tensors.update({f"strategy.{k}": v for k, v in strat.tensor_state().items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    if ctx.device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(ctx.device)
+    for name, gen in ctx.generators():
+        tensors[f"rng.{name}"] = gen.get_state()
+    state = {
+        "step": step,
+        "config": config.to_json(),
+        "strategy": strat.describe(),
+        "strategy_state": strat.state_dict(),
+        "optimizer": optim_json,
+        "schedule": {"kind": config.schedule, "segments": strat.schedule_segments(ctx)},
+        "rng": {"python": ck.python_rng_state(), "numpy": ck.numpy_rng_state(), "arch": ck.python_rng_state(ctx.rng)},
+        "world_size": ctx.world_size,
+    }
+    ck.save_checkpoint(run_dir, step, space.state_dict(), tensors, state, keep=config.keep_checkpoints)
+
+
+def _restore(path: Path, space: SuperModule, optimizer: torch.optim.Optimizer, strat: Strategy, ctx: TrainContext,
+             config: TrainConfig, info: DistInfo, dev: torch.device) -> int:
+    weights, tensors, state = ck.load_checkpoint(path, dev)
+    saved = state.get("strategy", {}).get("name")
+    if saved != strat.name:
+        raise ValueError(f"{path} was trained with strategy {saved!r}; cannot resume it with {strat.name!r}")
+    missing, unexpected = space.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {path} does not fit this space: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    ck.optimizer_from_parts(optimizer, tensors, state["optimizer"])
+    strat.load_state_dict(state.get("strategy_state", {}))
+    strat.load_tensor_state({k[len("strategy.") :]: v for k, v in tensors.items() if k.startswith("strategy.")})
+    ck.set_python_rng_state(state["rng"]["arch"], ctx.rng)
+    for name, gen in ctx.generators():
+        gen.set_state(tensors[f"rng.{name}"])
+    if info.rank == 0:
+        ck.set_python_rng_state(state["rng"]["python"])
+        ck.set_numpy_rng_state(state["rng"]["numpy"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if dev.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
+    else:  # other ranks: fresh but reproducible streams (only dropout-like randomness uses them)
+        _seed_everything(config.seed + info.rank + 7919 * int(state["step"]))
+    return int(state["step"])
+
+
+def load_run(run_dir: str | Path, space: SuperModule | None = None, device: str | torch.device = "cpu") -> Run:
+    """Rebuild a trained supernet from a run directory.
+
+    The space is rebuilt from ``run.json``'s spec with `supernet.spaces.build_space` (pass ``space`` for a
+    user-defined space, which has no spec) and loaded with the latest checkpoint's weights (or the final
+    ``weights.safetensors``).
+    """
+    run_path = Path(run_dir)
+    meta_file = run_path / ck.RUN_JSON
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{run_path} is not a run directory (no {ck.RUN_JSON})")
+    meta = ck.read_json(meta_file)
+    if meta.get("format") != ck.RUN_FORMAT:
+        raise ValueError(f"{meta_file} is not a supernet run (format {meta.get('format')!r})")
+    spec = meta.get("space")
+    if space is None:
+        if not spec:
+            raise ValueError(
+                f"{run_path} was trained on a user-defined space (no spec in run.json): pass the same space as "
+                "load_run(run_dir, space=...)"
+            )
+        from ..spaces import build_space
+
+        space = build_space(spec["space"], **spec.get("kwargs", {}))
+    ckpt = ck.latest_checkpoint(run_path)
+    dev = resolve_device(device)
+    if ckpt is not None:
+        weights = ck.read_tensors(ckpt / "weights.safetensors", dev)
+        step = int(ck.read_json(run_path / ck.LATEST)["step"])
+    elif (run_path / ck.FINAL_WEIGHTS).exists():
+        weights = ck.read_tensors(run_path / ck.FINAL_WEIGHTS, dev)
+        step = int(meta.get("step", 0))
+    else:
+        raise FileNotFoundError(f"{run_path} holds no weights yet (no checkpoint, no {ck.FINAL_WEIGHTS})")
+    space.to(dev)
+    try:
+        space.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(f"the weights in {run_path} do not fit the space: {err}") from None
+    config = TrainConfig.from_dict(meta.get("config", {}))
+    strat_meta = meta.get("strategy", {})
+    try:
+        strat: Strategy | None = make_strategy(strat_meta.get("name", ""), strat_meta.get("options", {}))
+    except ValueError:
+        strat = None
+    history = ck.read_jsonl(run_path / ck.METRICS)
+    return Run(space, config, strat, None, run_path, step, history, [], meta.get("final_arch"), spec)

@@ -1,0 +1,109 @@
+"""Proxies on every ready space (small configs): finite where applicable, deterministic, usable by sn.search."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import supernet as sn
+from supernet import proxies as P
+
+IMAGES = (torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3]))
+TOKENS = (torch.randint(0, 17, (3, 8), generator=torch.Generator().manual_seed(0)),) * 2
+
+SPACES = {
+    "nb201": (lambda: sn.spaces.nb201(C=4, N=1, num_classes=4), IMAGES),
+    "mobilenet": (
+        lambda: sn.spaces.mobilenet(
+            num_classes=4,
+            image_size=16,
+            widths=(8, 8, 16),
+            strides=(2, 2),
+            depths=(1, 2),
+            kernel_sizes=(3, 5),
+            expand_ratios=(2, 3),
+            activations=("relu", "hswish"),
+            use_se=(False, True),
+            feature_dim=16,
+        ),
+        IMAGES,
+    ),
+    "vit": (
+        lambda: sn.spaces.vit(
+            image_size=16,
+            patch_size=8,
+            num_classes=4,
+            embed_dims=(16, 32),
+            num_heads=(1, 2),
+            mlp_ratios=(1, 2),
+            depths=(1, 2),
+            head_dim=8,
+        ),
+        IMAGES,
+    ),
+    "gpt": (
+        lambda: sn.spaces.gpt(
+            vocab_size=17,
+            block_size=8,
+            embed_dims=(16, 32),
+            num_heads=(1, 2),
+            mlp_ratios=(1, 2),
+            depths=(1, 2),
+            head_dim=8,
+        ),
+        TOKENS,
+    ),
+}
+NOT_FOR_TOKENS = {"jacov", "zen"}
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_every_ready_space_gives_finite_deterministic_scores(name):
+    make, batch = SPACES[name]
+    space = make()
+    arch = space.sample(seed=3)
+    first = P.score(space, batch, arch=arch, seed=1, device="cpu")
+    assert set(first) == set(P.DEFAULT_PROXIES)
+    for proxy, value in first.items():
+        if name == "gpt" and proxy in NOT_FOR_TOKENS:
+            assert math.isnan(value), proxy
+        else:
+            assert math.isfinite(value), (proxy, value)
+    again = P.score(space, batch, arch=arch, seed=1, device="cpu", names=["nwot", "snip", "synflow", "zen"])
+    for proxy, value in again.items():
+        assert value == first[proxy] or (math.isnan(value) and math.isnan(first[proxy])), proxy
+    # another initialisation seed changes weight-dependent proxies but not the arch's size
+    other = P.score(space, batch, arch=arch, seed=2, device="cpu", names=["snip", "params"])
+    assert other["snip"] != first["snip"] and other["params"] == first["params"]
+
+
+def test_score_leaves_the_space_untouched():
+    space = SPACES["nb201"][0]()
+    before = {k: v.clone() for k, v in space.state_dict().items()}
+    arch_before = space.arch
+    P.score(space, IMAGES, arch=space.sample(seed=0), names=["synflow", "grasp", "zen"], device="cpu")
+    assert space.arch == arch_before
+    assert all(torch.equal(before[k], v) for k, v in space.state_dict().items())
+
+
+def test_objective_evaluator_and_prefilter_in_search():
+    space = SPACES["nb201"][0]()
+    obj = P.objective(space, "synflow", IMAGES, device="cpu")
+    archs = [space.sample(seed=s) for s in range(6)]
+    values = [obj(a) for a in archs]
+    kept = P.prefilter(archs, obj, keep=2)
+    assert [obj(a) for a in kept] == sorted(values, reverse=True)[:2]
+    assert len(P.prefilter(archs, obj, keep=0.5)) == 3
+    with pytest.raises(ValueError, match="keep"):
+        P.prefilter(archs, obj, keep=0)
+
+    ev = P.evaluator(space, ["synflow", "nwot"], IMAGES, device="cpu")
+    all_none = {k: "none" for k in space.choices}
+    assert ev(all_none)["synflow"] == P.NONFINITE_FILL  # a disconnected net: -inf reported as the fill
+    result = sn.search.search(
+        space, evaluator=ev, objectives=["synflow:max"], strategy="random", trials=4, seed=0, progress=False
+    )
+    best = result.best
+    assert best["metrics"]["synflow"] == max(e["metrics"]["synflow"] for e in result.entries)
