@@ -1,34 +1,36 @@
-"""DrNAS with weight superposition vs two-stage NAS (sandwich training + evolution), same wall-clock budget.
+"""DrNAS with weight superposition vs two-stage NAS (sandwich + evolution) under the same wall-clock budget.
 
 Tiny Shakespeare, GPT space. Per seed:
 
-1. **DrNAS** (``sn.train(..., strategy="drnas")``, TangleNAS superposition): as many steps as fit in ``--budget``
-   seconds; the found arch is the argmax of the Dirichlet means.
-2. **Two-stage**: ``sandwich`` supernet training for ``--train-share`` of the budget, then regularized evolution
-   over the trained supernet (objective: val loss with inherited weights) for the rest (trial count sized from
-   a timed probe evaluation).
+1. **DrNAS** (``sn.train(..., strategy="drnas")``, TangleNAS superposition) trains until ``--budget`` seconds of
+   wall clock have passed (the strategy stops the loop at the deadline; constant learning rate); the found
+   arch is the argmax of the Dirichlet means.
+2. **Two-stage**: ``sandwich`` supernet training until ``--train-share`` of the budget has passed, then
+   regularized evolution over the trained supernet (objective: val loss with inherited weights) with as many
+   trials as the rest of the budget allows (sized from one timed evaluation).
 3. Each found arch is trained **stand-alone from scratch** (fresh initialisation, AdamW, the same
    ``--final-steps`` steps, batch and schedule) and its val loss is measured on fixed val windows.
 
-Step counts are derived from timed probe runs, and the actual search wall time of both methods is printed.
+The wall time actually spent by each method is printed next to its result.
 
-    python benchmarks/gradient_vs_two_stage.py                       # defaults: 2 seeds, 120 s budget each
-    python benchmarks/gradient_vs_two_stage.py --budget 30 --final-steps 100 --seeds 0 1
+    python benchmarks/gradient_vs_two_stage.py                       # 2 seeds, 120 s per method and seed
+    python benchmarks/gradient_vs_two_stage.py --budget 30 --final-steps 100 --seeds 0
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 import supernet as sn
 from supernet.train import train
+from supernet.train.evaluate import evaluate
+from supernet.train.strategies import get_strategy
+from supernet.train.tasks import make_task
 
 
 def make_space(size: str, block: int) -> sn.SuperModule:
@@ -46,15 +48,53 @@ def make_space(size: str, block: int) -> sn.SuperModule:
     return sn.spaces.gpt(vocab_size=65, block_size=block)
 
 
-def steps_per_second(strategy: str, args: argparse.Namespace, text: Any) -> float:
-    """Measure the training speed of a strategy with a short probe run (first step excluded)."""
-    space = make_space(args.size, args.block)
-    cfg = {"steps": 2, "batch_size": args.batch, "progress": False, "seed": 99, "lr": args.lr}
-    train(space, text, strategy=strategy, config=cfg)  # warm-up
-    cfg["steps"] = args.probe_steps
-    t = time.perf_counter()
-    train(space, text, strategy=strategy, config=cfg)
-    return args.probe_steps / (time.perf_counter() - t)
+class BudgetReached(Exception):
+    """Raised by a timed strategy at its deadline to end training."""
+
+
+def timed_strategy(name: str, deadline: float, options: dict[str, Any] | None = None) -> Any:
+    """An instance of strategy ``name`` that stops the training loop once ``time.perf_counter() >= deadline``."""
+    base = get_strategy(name)
+
+    class Timed(base):  # type: ignore[misc, valid-type]
+        steps_done = 0
+
+        def step(self, ctx: Any, batch: Any) -> Any:
+            if time.perf_counter() >= deadline:
+                raise BudgetReached
+            out = super().step(ctx, batch)
+            self.steps_done += 1
+            return out
+
+    Timed.name = name
+    return Timed(options or {})
+
+
+def train_until(
+    space: sn.SuperModule,
+    text: Any,
+    name: str,
+    seconds: float,
+    seed: int,
+    args: argparse.Namespace,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """Train ``space`` with strategy ``name`` for ``seconds`` of wall clock; returns the strategy instance."""
+    strat = timed_strategy(name, time.perf_counter() + seconds, options)
+    cfg = {
+        "steps": 10**7,
+        "batch_size": args.batch,
+        "progress": False,
+        "seed": seed,
+        "lr": args.lr,
+        "schedule": "constant",
+        "log_every": 10**6,
+    }
+    try:
+        train(space, text, strategy=strat, config=cfg)
+    except BudgetReached:
+        pass
+    return strat
 
 
 def standalone_val_loss(arch: dict[str, Any], seed: int, args: argparse.Namespace, text: Any) -> tuple[float, int]:
@@ -84,57 +124,41 @@ def standalone_val_loss(arch: dict[str, Any], seed: int, args: argparse.Namespac
     return sum(losses) / len(losses), params
 
 
-def run_drnas(seed: int, steps: int, args: argparse.Namespace, text: Any) -> tuple[dict[str, Any], float]:
+def run_drnas(seed: int, args: argparse.Namespace, text: Any) -> tuple[dict[str, Any], float, str]:
+    """DrNAS with superposition for the whole budget; the argmax arch."""
     t = time.perf_counter()
-    cfg = {
-        "steps": steps,
-        "batch_size": args.batch,
-        "progress": args.progress,
-        "seed": seed,
-        "lr": args.lr,
-        "strategy": "drnas",
-        "strategy_options": {"alpha_lr": args.alpha_lr},
-    }
-    run = train(make_space(args.size, args.block), text, strategy="drnas", config=cfg)
-    return run.final_arch, time.perf_counter() - t
+    space = make_space(args.size, args.block)
+    strat = train_until(space, text, "drnas", args.budget, seed, args, {"alpha_lr": args.alpha_lr})
+    arch = strat.alphas.argmax_arch(space, strat.mixer)
+    return arch, time.perf_counter() - t, f"{strat.steps_done} steps"
 
 
-def run_two_stage(
-    seed: int, steps: int, trials: int, args: argparse.Namespace, text: Any, workdir: Path
-) -> tuple[dict[str, Any], float]:
+def run_two_stage(seed: int, args: argparse.Namespace, text: Any) -> tuple[dict[str, Any], float, str]:
+    """Sandwich training for part of the budget, evolution (val loss, inherited weights) for the rest."""
     t = time.perf_counter()
-    cfg = {"steps": steps, "batch_size": args.batch, "progress": args.progress, "seed": seed, "lr": args.lr}
-    run_dir = workdir / f"sandwich-{seed}"
-    train(make_space(args.size, args.block), text, strategy="sandwich", config=cfg, run_dir=run_dir)
+    space = make_space(args.size, args.block)
+    strat = train_until(space, text, "sandwich", args.budget * args.train_share, seed, args)
+    task = make_task(text, block_size=args.block)
+
+    def evaluator(arch: dict[str, Any]) -> dict[str, float]:
+        return evaluate(space, arch, task, max_batches=args.eval_batches, device="cpu")
+
+    t_eval = time.perf_counter()
+    evaluator(space.max_arch())
+    per_eval = time.perf_counter() - t_eval
+    left = args.budget - (time.perf_counter() - t)
+    trials = max(4, int(left / max(per_eval, 1e-3)))
     result = sn.search.search(
-        run_dir,
+        space,
+        evaluator=evaluator,
         objectives=("loss",),
         strategy="evolution",
         trials=trials,
         seed=seed,
-        eval_batches=args.eval_batches,
-        progress=args.progress,
-        device="cpu",
-    )
-    return result.best["arch"], time.perf_counter() - t
-
-
-def search_eval_seconds(args: argparse.Namespace, text: Any, workdir: Path) -> float:
-    """Time of one supernet evaluation during evolution (probe on a tiny sandwich run)."""
-    cfg = {"steps": 2, "batch_size": args.batch, "progress": False, "seed": 98}
-    run_dir = workdir / "probe"
-    train(make_space(args.size, args.block), text, strategy="sandwich", config=cfg, run_dir=run_dir)
-    t = time.perf_counter()
-    sn.search.search(
-        run_dir,
-        objectives=("loss",),
-        strategy="random",
-        trials=4,
-        eval_batches=args.eval_batches,
         progress=False,
         device="cpu",
     )
-    return (time.perf_counter() - t) / 4
+    return result.best["arch"], time.perf_counter() - t, f"{strat.steps_done} steps + {trials} trials"
 
 
 def main() -> None:
@@ -150,44 +174,29 @@ def main() -> None:
     p.add_argument("--alpha-lr", type=float, default=3e-3, help="DrNAS alpha learning rate")
     p.add_argument("--eval-batches", type=int, default=4, help="val batches per evolution evaluation")
     p.add_argument("--val-batches", type=int, default=16, help="val batches for the final stand-alone loss")
-    p.add_argument("--probe-steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--progress", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     text = sn.data.shakespeare()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        sps_drnas = steps_per_second("drnas", args, text)
-        sps_sandwich = steps_per_second("sandwich", args, text)
-        eval_s = search_eval_seconds(args, text, workdir)
-        drnas_steps = max(1, int(args.budget * sps_drnas))
-        sandwich_steps = max(1, int(args.budget * args.train_share * sps_sandwich))
-        trials = max(4, int(args.budget * (1 - args.train_share) / max(eval_s, 1e-3)))
-        print(
-            f"probe: drnas {sps_drnas:.2f} steps/s, sandwich {sps_sandwich:.2f} steps/s, one evaluation "
-            f"{eval_s:.2f} s -> drnas {drnas_steps} steps; two-stage {sandwich_steps} steps + {trials} trials"
-        )
-        for seed in args.seeds:
-            arch_d, t_d = run_drnas(seed, drnas_steps, args, text)
-            arch_t, t_t = run_two_stage(seed, sandwich_steps, trials, args, text, workdir)
-            for method, arch, spent in (("drnas+superposition", arch_d, t_d), ("sandwich+evolution", arch_t, t_t)):
-                loss, params = standalone_val_loss(arch, seed, args, text)
-                rows.append((seed, method, spent, params, loss, arch))
-                print(f"seed {seed} {method}: search {spent:.0f}s, params {params}, stand-alone val loss {loss:.4f}")
+    for seed in args.seeds:
+        for method, fn in (("drnas+superposition", run_drnas), ("sandwich+evolution", run_two_stage)):
+            arch, spent, work = fn(seed, args, text)
+            loss, params = standalone_val_loss(arch, seed, args, text)
+            rows.append((seed, method, spent, work, params, loss, arch))
+            print(f"seed {seed} {method}: {spent:.0f}s ({work}), params {params}, stand-alone val loss {loss:.4f}")
     print(
-        f"\nTiny Shakespeare GPT ({args.size}), budget {args.budget:.0f}s per method, stand-alone "
+        f"\nTiny Shakespeare GPT ({args.size}), budget {args.budget:.0f}s per method and seed, stand-alone "
         f"{args.final_steps} steps, batch {args.batch}, block {args.block}\n"
     )
-    head = f"{'seed':>4} {'method':22} {'search s':>8} {'params':>9} {'val loss':>9}  arch"
+    head = f"{'seed':>4} {'method':20} {'wall s':>6} {'work':>20} {'params':>8} {'val loss':>8}  arch"
     print(head)
     print("-" * len(head))
-    for seed, method, spent, params, loss, arch in rows:
-        print(f"{seed:4d} {method:22} {spent:8.0f} {params:9d} {loss:9.4f}  {arch}")
+    for seed, method, spent, work, params, loss, arch in rows:
+        print(f"{seed:4d} {method:20} {spent:6.0f} {work:>20} {params:8d} {loss:8.4f}  {arch}")
     for method in ("drnas+superposition", "sandwich+evolution"):
-        vals = [r[4] for r in rows if r[1] == method]
-        print(f"mean val loss {method}: {sum(vals) / len(vals):.4f}")
+        vals = [r[5] for r in rows if r[1] == method]
+        print(f"mean stand-alone val loss {method}: {sum(vals) / len(vals):.4f}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ PASSES_PER_STEP = {"uniform": 1, "fair": 5, "sandwich": 4, "alpha": 4, "progress
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="cpu", choices=["cpu", "gpu", "tiny"])
+    p.add_argument("--preset", default="cpu", choices=["cpu", "cpu32", "gpu", "tiny"])
     p.add_argument("--strategies", nargs="+", default=["uniform", "fair", "sandwich"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--data-dir", default=None)

@@ -133,7 +133,7 @@ def main() -> None:
     acc = [naslib[k]["val_accuracy"] for k in keys]
     print(f"\n{len(keys)} NB201 archs (C=16, N=5), CIFAR-10 batch {args.batch_size}, seed {args.seed}")
     head = ("proxy", "archs", "rho(ours,NASLib)", "rho(ours,acc)", "rho(NASLib,acc)", "s/arch", "nonfinite")
-    print(f"{head[0]:<10} {head[1]:>5} {head[2]:>17} {head[3]:>14} {head[4]:>16} {head[5]:>8} {head[6]:>9}")
+    print(f"{head[0]:<13} {head[1]:>5} {head[2]:>17} {head[3]:>14} {head[4]:>16} {head[5]:>8} {head[6]:>9}")
     for name in OURS:
         have = [k for k in keys if name in done[k]["scores"]]
         if not have:
@@ -146,7 +146,7 @@ def main() -> None:
         bad = sum(not math.isfinite(v) for v in ours)
         agree = f"{spearman(ours, theirs):17.3f}" if theirs else f"{'-':>17}"
         theirs_acc = f"{spearman(theirs, acc):16.3f}" if theirs else f"{'-':>16}"
-        print(f"{name:<10} {len(have):5d} {agree} {spearman(ours, acc):14.3f} {theirs_acc} {secs:8.3f} {bad:9d}")
+        print(f"{name:<13} {len(have):5d} {agree} {spearman(ours, acc):14.3f} {theirs_acc} {secs:8.3f} {bad:9d}")
 
 
 if __name__ == "__main__":

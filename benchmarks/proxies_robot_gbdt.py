@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=20)
     ap.add_argument("--skip-gbdt", action="store_true")
     ap.add_argument("--skip-robot", action="store_true")
+    ap.add_argument("--skip-naslib-pool", action="store_true", help="RoBoT only on the pool of our own scores")
     args = ap.parse_args()
     table = load_nb201(DATA / "benchmarks" / "nb201", dataset="cifar10")
     naslib = json.loads((DATA / "benchmarks" / "naslib_zc" / "zc_nasbench201_subset725.json").read_text())["cifar10"]
@@ -104,7 +105,7 @@ def main() -> None:
     scores = {
         p: np.array([naslib[k].get(p, {}).get("score", np.nan) for k in naslib], dtype=float) for p in ROBOT_PROXIES
     }
-    if not args.skip_robot:
+    if not args.skip_robot and not args.skip_naslib_pool:
         robot_pool("NASLib's 725 archs, NASLib's proxy scores", keys, scores, table, args.seeds, args.budget)
     cache = Path(args.cache)
     if cache.exists() and not args.skip_robot:

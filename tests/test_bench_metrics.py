@@ -83,8 +83,16 @@ def test_resolve_k_and_bad_input() -> None:
 def test_bootstrap_intervals_cover_the_estimate_and_are_seeded(noisy: tuple[np.ndarray, np.ndarray]) -> None:
     pred, true = noisy
     report = ranking_report(pred, true, ks=(0.1, 5), n_resamples=300, seed=3)
-    assert set(report) == {"kendall_tau", "sparse_kendall_tau", "spearman_rho", "regret", "precision@0.1",
-                           "top0.1_overlap", "precision@5", "top5_overlap"}
+    assert set(report) == {
+        "kendall_tau",
+        "sparse_kendall_tau",
+        "spearman_rho",
+        "regret",
+        "precision@0.1",
+        "top0.1_overlap",
+        "precision@5",
+        "top5_overlap",
+    }
     for name, est in report.items():
         assert est.low <= est.value <= est.high, name
         assert est.confidence == 0.95

@@ -52,8 +52,12 @@ def _nb201_table(n: int = 12, seed: int = 0) -> Table:
     rows = {}
     for i in range(n):
         key = to_nb201_string(space.sample(seed=seed * 1000 + i))
-        rows[key] = {"val_acc_200": float(rng.uniform(10, 92)), "flops": float(rng.uniform(10, 200)),
-                     "params": float(rng.uniform(0.1, 1.5)), "test_acc_200": float(rng.uniform(10, 94))}
+        rows[key] = {
+            "val_acc_200": float(rng.uniform(10, 92)),
+            "flops": float(rng.uniform(10, 200)),
+            "params": float(rng.uniform(0.1, 1.5)),
+            "test_acc_200": float(rng.uniform(10, 94)),
+        }
     return Table(rows, "nb201")
 
 
@@ -62,8 +66,9 @@ def _splits(n: int = 40, size: int = 8) -> ImageSplits:
     x = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
     y = torch.arange(n) % 10
     train, hold = ArrayDataset(x, y, CLASSES).split(0.5, seed=0)
-    return ImageSplits(train, hold, {"train_images": len(train), "holdout_images": len(hold), "size": size,
-                                     "classes": CLASSES})
+    return ImageSplits(
+        train, hold, {"train_images": len(train), "holdout_images": len(hold), "size": size, "classes": CLASSES}
+    )
 
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -111,6 +116,8 @@ def test_choose_archs_adds_best_and_worst() -> None:
     keys = [a["key"] for a in archs]
     assert table.best("val_acc_200") in keys and table.worst("val_acc_200") in keys
     assert len(set(keys)) == len(keys) and archs == choose_archs(table, 5, seed=0, metric="val_acc_200")
+    assert sum(a["sampled"] for a in archs) == 5
+    assert all(a["sampled"] for a in archs if a["role"] == "sampled")
     with pytest.raises(ValueError, match="--archs"):
         choose_archs(table, 13, 0, "val_acc_200")
 
@@ -133,6 +140,13 @@ def test_bench_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
         est = report["metrics"][name]
         assert est["low"] <= est["value"] <= est["high"], name
     assert {"flops_tau", "params_tau", "readme_flops_tau_all"} <= set(report["floors"])
+    # headline metrics use the uniform sample only; best and worst are reported beside them
+    assert report["sampled_archs"] == 4
+    assert (
+        set(report["extremes"]) <= {"best", "worst"}
+        and report["metrics_with_extremes"].keys() == report["metrics"].keys()
+    )
+    assert report["top_predicted"]["regret"] >= 0.0
     assert len(report["archs"]) == len(json.loads((out / "archs.json").read_text())) >= 4
     assert all(0.0 <= a["predicted_accuracy"] <= 100.0 for a in report["archs"])
     summary = (out / "summary.md").read_text()
@@ -150,8 +164,14 @@ def test_bench_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     assert json.loads((out / "train" / "latest.json").read_text())["step"] == 2
     # a different setting in the same directory is refused
     with pytest.raises(ValueError, match="other settings"):
-        run_nb201_bench(preset_config("tiny", steps=3, archs=4, device="cpu"), out, table=table, data=data,
-                        progress=False, log=logs.append)
+        run_nb201_bench(
+            preset_config("tiny", steps=3, archs=4, device="cpu"),
+            out,
+            table=table,
+            data=data,
+            progress=False,
+            log=logs.append,
+        )
 
 
 def test_bench_cli_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,14 +182,34 @@ def test_bench_cli_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     nb.mkdir(parents=True)
     (nb / "nasbench201_cifar10.json").write_text(json.dumps(_nb201_table(10).rows))
     out = tmp_path / "out"
-    code = main(["bench", "nb201", "--preset", "tiny", "--steps", "2", "--archs", "3", "--data-dir", str(data_dir),
-                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-progress", "--device", "cpu"])
+    code = main(
+        [
+            "bench",
+            "nb201",
+            "--preset",
+            "tiny",
+            "--steps",
+            "2",
+            "--archs",
+            "3",
+            "--data-dir",
+            str(data_dir),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "kendall_tau" in printed and "verdict" in printed
     assert json.loads((out / "report.json").read_text())["config"]["strategy"] == "uniform"
-    code = main(["bench", "nb201", "--preset", "tiny", "--data-dir", str(tmp_path / "missing"), "--out",
-                 str(tmp_path / "o2")])
+    code = main(
+        ["bench", "nb201", "--preset", "tiny", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]
+    )
     assert code == 2 and "not found" in capsys.readouterr().err
 
 
@@ -177,8 +217,16 @@ def test_bench_cli_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def _tiny_vit() -> sn.SuperModule:
-    return sn.spaces.vit(image_size=8, patch_size=4, in_channels=1, embed_dims=(8, 16), num_heads=(1,),
-                         mlp_ratios=(2,), depths=(1, 2), head_dim=8)
+    return sn.spaces.vit(
+        image_size=8,
+        patch_size=4,
+        in_channels=1,
+        embed_dims=(8, 16),
+        num_heads=(1,),
+        mlp_ratios=(2,),
+        depths=(1, 2),
+        head_dim=8,
+    )
 
 
 def test_groundtruth_trains_from_scratch_and_resumes(tmp_path: Path) -> None:
@@ -209,10 +257,30 @@ def test_groundtruth_trains_from_scratch_and_resumes(tmp_path: Path) -> None:
 
 def test_groundtruth_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "vit.json"
-    kwargs = json.dumps({"patch_size": 4, "embed_dims": [8, 16], "num_heads": [1], "mlp_ratios": [2],
-                         "depths": [1, 2], "head_dim": 8})
-    code = main(["groundtruth", "vit", "--archs", "2", "--steps", "2", "--data", "digits", "--space-kwargs", kwargs,
-                 "--eval-batches", "1", "--out", str(out), "--no-progress", "--device", "cpu"])
+    kwargs = json.dumps(
+        {"patch_size": 4, "embed_dims": [8, 16], "num_heads": [1], "mlp_ratios": [2], "depths": [1, 2], "head_dim": 8}
+    )
+    code = main(
+        [
+            "groundtruth",
+            "vit",
+            "--archs",
+            "2",
+            "--steps",
+            "2",
+            "--data",
+            "digits",
+            "--space-kwargs",
+            kwargs,
+            "--eval-batches",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     table = load_table(out)
     assert len(table) == 2 and table.metadata["recipe"]["steps"] == 2

@@ -52,8 +52,14 @@ def test_canonical_keys() -> None:
     assert canonical_json({"b": 2, "a": [1, 2]}) == '{"a":[1,2],"b":2}'
     assert arch_key({"b": 2, "a": 1}) == arch_key({"a": 1, "b": 2})
     assert parse_arch_key(arch_key({"depth": 2, "embed": 64})) == {"depth": 2, "embed": 64}
-    arch = {"edge_1_0": "none", "edge_2_0": "skip_connect", "edge_2_1": "nor_conv_1x1",
-            "edge_3_0": "nor_conv_3x3", "edge_3_1": "avg_pool_3x3", "edge_3_2": "none"}
+    arch = {
+        "edge_1_0": "none",
+        "edge_2_0": "skip_connect",
+        "edge_2_1": "nor_conv_1x1",
+        "edge_3_0": "nor_conv_3x3",
+        "edge_3_1": "avg_pool_3x3",
+        "edge_3_2": "none",
+    }
     key = arch_key(arch, "nb201")
     assert key == "|none~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|"
     assert parse_arch_key(key) == arch
@@ -135,8 +141,10 @@ def test_nb201_flops_floor_matches_readme(nb201_table: Table) -> None:
 @needs_nb201
 def test_arch_mapping_between_space_and_table_is_exact(nb201_table: Table) -> None:
     space = nb201(C=1, N=1)
-    every = {to_nb201_string(dict(zip(space.choices, ops, strict=True)))
-             for ops in itertools.product(*space.choices.values())}
+    every = {
+        to_nb201_string(dict(zip(space.choices, ops, strict=True)))
+        for ops in itertools.product(*space.choices.values())
+    }
     assert every == set(nb201_table.rows)  # the space and the table hold exactly the same 15,625 archs
     for key in itertools.islice(nb201_table.rows, 500):
         arch = space.from_nb201_string(key)

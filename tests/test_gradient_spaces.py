@@ -9,8 +9,7 @@ from torch import nn
 
 import supernet as sn
 from supernet.gradient import Architect, ArchParameters, DirichletMixer, GumbelMixer, SoftmaxMixer, superposition
-
-torch.set_num_threads(1)
+from tiny_spaces import tiny_space
 
 
 def _user() -> tuple[sn.SuperModule, torch.Tensor]:
@@ -26,44 +25,18 @@ def _user() -> tuple[sn.SuperModule, torch.Tensor]:
     return sn.SuperModule(net), torch.randn(2, 3, 8, 8)
 
 
+INPUTS = {
+    "nb201": lambda: torch.randn(2, 3, 8, 8),
+    "mobilenet": lambda: torch.randn(2, 3, 16, 16),
+    "gpt": lambda: torch.randint(0, 11, (2, 8)),
+    "vit": lambda: torch.randn(2, 3, 8, 8),
+}
+
+
 def _space(name: str) -> tuple[sn.SuperModule, torch.Tensor]:
-    if name == "nb201":
-        return sn.spaces.nb201(C=4, N=1), torch.randn(2, 3, 8, 8)
-    if name == "mobilenet":
-        space = sn.spaces.mobilenet(
-            widths=(8, 8, 16),
-            strides=(1, 2),
-            depths=(1, 2),
-            kernel_sizes=(3, 5),
-            expand_ratios=(2, 3),
-            activations=("relu", "hswish"),
-            use_se=(False, True),
-            feature_dim=16,
-        )
-        return space, torch.randn(2, 3, 16, 16)
-    if name == "gpt":
-        space = sn.spaces.gpt(
-            vocab_size=11,
-            block_size=8,
-            embed_dims=(16, 24),
-            num_heads=(1, 2),
-            mlp_ratios=(2, 3),
-            depths=(1, 2),
-            head_dim=8,
-        )
-        return space, torch.randint(0, 11, (2, 8))
-    if name == "vit":
-        space = sn.spaces.vit(
-            image_size=8,
-            patch_size=4,
-            embed_dims=(16, 24),
-            num_heads=(1, 2),
-            mlp_ratios=(2, 3),
-            depths=(1, 2),
-            head_dim=8,
-        )
-        return space, torch.randn(2, 3, 8, 8)
-    return _user()
+    if name == "user":
+        return _user()
+    return tiny_space(name), INPUTS[name]()
 
 
 SPACES = ["nb201", "mobilenet", "gpt", "vit", "user"]

@@ -12,20 +12,11 @@ from torch import nn
 
 import supernet as sn
 from supernet.train import load_run, train
-
-torch.set_num_threads(1)
+from tiny_spaces import tiny_space
 
 
 def _gpt() -> sn.SuperModule:
-    return sn.spaces.gpt(
-        vocab_size=65,
-        block_size=8,
-        embed_dims=(16, 24),
-        num_heads=(1, 2),
-        mlp_ratios=(2, 3),
-        depths=(1, 2),
-        head_dim=8,
-    )
+    return tiny_space("gpt", vocab_size=65)
 
 
 def _text() -> object:
@@ -52,6 +43,9 @@ def test_strategies_train_and_return_an_arch_with_history(strategy: str, tmp_pat
     state = json.loads((tmp_path / strategy / latest["path"] / "state.json").read_text())
     assert json.dumps(hist) in json.dumps(state)
     assert json.loads((tmp_path / strategy / "run.json").read_text())["final_arch"] == run.final_arch
+    report = json.loads((tmp_path / strategy / "alpha_history.json").read_text())
+    assert report["final_arch"] == run.final_arch and report["history"] == hist
+    assert (tmp_path / strategy / "alpha_history.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_gdas_temperature_follows_the_config() -> None:

@@ -35,15 +35,6 @@ def _randomise_bn(space: sn.SuperModule, seed: int = 0) -> None:
     space.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: many small convs, and pytest -n 2 on 2 cores would oversubscribe OpenMP."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def space() -> sn.SuperModule:
     torch.manual_seed(0)

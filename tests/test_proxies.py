@@ -160,8 +160,11 @@ def test_token_inputs_are_not_applicable_to_input_proxies():
 def test_nwot_needs_activation_modules():
     with pytest.raises(P.ProxyNotApplicableError, match="activation"):
         P.nwot(nn.Linear(2, 2), batch())
-    gelu = nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.Linear(2, 2)).double()
-    assert math.isfinite(P.nwot(gelu, batch()))
+    gelu = nn.Sequential(nn.Linear(2, 2, bias=False), nn.GELU(), nn.Linear(2, 2)).double()
+    with torch.no_grad():
+        gelu[0].weight.copy_(torch.tensor(W1))
+    # the sign-code extension: GELU's pre-activations give the same codes as the ReLU net above
+    assert P.nwot(gelu, batch()) == pytest.approx(math.log(4.0), rel=1e-12)
     with pytest.raises(P.ProxyNotApplicableError):
         P.nwot(gelu, batch(), relu_only=True)
 

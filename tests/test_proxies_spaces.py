@@ -9,52 +9,19 @@ import torch
 
 import supernet as sn
 from supernet import proxies as P
+from tiny_spaces import tiny_space
 
 IMAGES = (torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3]))
 TOKENS = (torch.randint(0, 17, (3, 8), generator=torch.Generator().manual_seed(0)),) * 2
 
 SPACES = {
-    "nb201": (lambda: sn.spaces.nb201(C=4, N=1, num_classes=4), IMAGES),
-    "mobilenet": (
-        lambda: sn.spaces.mobilenet(
-            num_classes=4,
-            image_size=16,
-            widths=(8, 8, 16),
-            strides=(2, 2),
-            depths=(1, 2),
-            kernel_sizes=(3, 5),
-            expand_ratios=(2, 3),
-            activations=("relu", "hswish"),
-            use_se=(False, True),
-            feature_dim=16,
-        ),
-        IMAGES,
-    ),
+    "nb201": (lambda: tiny_space("nb201", num_classes=4), IMAGES),
+    "mobilenet": (lambda: tiny_space("mobilenet", num_classes=4, image_size=16, strides=(2, 2)), IMAGES),
     "vit": (
-        lambda: sn.spaces.vit(
-            image_size=16,
-            patch_size=8,
-            num_classes=4,
-            embed_dims=(16, 32),
-            num_heads=(1, 2),
-            mlp_ratios=(1, 2),
-            depths=(1, 2),
-            head_dim=8,
-        ),
+        lambda: tiny_space("vit", image_size=16, patch_size=8, num_classes=4, embed_dims=(16, 32), mlp_ratios=(1, 2)),
         IMAGES,
     ),
-    "gpt": (
-        lambda: sn.spaces.gpt(
-            vocab_size=17,
-            block_size=8,
-            embed_dims=(16, 32),
-            num_heads=(1, 2),
-            mlp_ratios=(1, 2),
-            depths=(1, 2),
-            head_dim=8,
-        ),
-        TOKENS,
-    ),
+    "gpt": (lambda: tiny_space("gpt", vocab_size=17, embed_dims=(16, 32), mlp_ratios=(1, 2)), TOKENS),
 }
 NOT_FOR_TOKENS = {"jacov", "zen"}
 

@@ -9,8 +9,6 @@ import supernet as sn
 from supernet.train import ClassificationTask, TrainConfig, TrainContext, decision_kinds
 from supernet.train.strategies import make_strategy
 
-torch.set_num_threads(1)
-
 
 class ConvNet(nn.Module):
     """Conv (kernel + width choices) -> BN -> op choice -> Repeat of conv blocks (depth) -> pool -> head."""
@@ -68,8 +66,15 @@ def image_task(n: int = 256, seed: int = 0) -> ClassificationTask:
     """Learnable synthetic 8x8 images: the label is the brightest quadrant."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, 8, 8, generator=g)
-    quads = torch.stack([x[:, 0, :4, :4].mean((1, 2)), x[:, 0, :4, 4:].mean((1, 2)),
-                         x[:, 0, 4:, :4].mean((1, 2)), x[:, 0, 4:, 4:].mean((1, 2))], dim=1)
+    quads = torch.stack(
+        [
+            x[:, 0, :4, :4].mean((1, 2)),
+            x[:, 0, :4, 4:].mean((1, 2)),
+            x[:, 0, 4:, :4].mean((1, 2)),
+            x[:, 0, 4:, 4:].mean((1, 2)),
+        ],
+        dim=1,
+    )
     y = quads.argmax(1)
     k = n * 3 // 4
     return ClassificationTask((x[:k], y[:k]), (x[k:], y[k:]))

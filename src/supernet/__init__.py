@@ -4,7 +4,7 @@ Declare a search space with `Choice`, entangled layers, `LayerChoice` and `Repea
 `SuperModule`; then train, search and export subnets. Ready spaces live in `supernet.spaces`.
 """
 
-from . import cost, data, search, spaces, train
+from . import bench, cost, data, gradient, proxies, search, spaces, train
 from .export import load
 from .space import (
     ArchError,
@@ -28,6 +28,15 @@ from .space import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # LightGBM is slow to import: load `supernet.predictors` on first use of `sn.predictors`.
+    if name == "predictors":
+        import importlib
+
+        return importlib.import_module(".predictors", __name__)
+    raise AttributeError(f"module 'supernet' has no attribute {name!r}")
+
 __all__ = [
     "ArchError",
     "BatchNorm2d",
@@ -46,10 +55,14 @@ __all__ = [
     "UnknownDecisionError",
     "__version__",
     "attention",
+    "bench",
     "cost",
     "data",
     "derived",
+    "gradient",
     "load",
+    "predictors",
+    "proxies",
     "search",
     "spaces",
     "train",

@@ -1,6 +1,7 @@
 """Configs of the whole pipeline (space, data, train, search, export, finetune), validated by pydantic.
 
-A YAML file for ``supernet train`` / ``supernet demo --config`` looks like::
+A YAML file for ``supernet train CONFIG`` looks like (``search``/``export`` sections give the defaults of
+``supernet search`` / ``supernet export`` on that run)::
 
     run_dir: runs/gpt
     device: auto
@@ -8,7 +9,7 @@ A YAML file for ``supernet train`` / ``supernet demo --config`` looks like::
     data: {name: shakespeare}
     train: {steps: 2000, batch_size: 32, strategy: sandwich, lr: 0.002}
     search: {strategy: nsga2, objectives: [loss, params], constraints: ["params <= 500k"], trials: 60}
-    export: {arch: best, out: runs/gpt/model}
+    export: {arch: best, constraints: ["params <= 300k"]}
 
 An unknown key or a wrong type raises `ConfigError` naming the key (``search.trails``) and what was expected.
 """

@@ -66,14 +66,16 @@ def _lr(step: int, recipe: GroundTruthRecipe) -> float:
     return 0.5 * recipe.lr * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
-def train_standalone(net: nn.Module, task: Any, recipe: GroundTruthRecipe, seed: int, device: torch.device
-                     ) -> dict[str, float]:
+def train_standalone(
+    net: nn.Module, task: Any, recipe: GroundTruthRecipe, seed: int, device: torch.device
+) -> dict[str, float]:
     """Train ``net`` on ``task`` for ``recipe.steps`` steps and return its validation metrics."""
     net.to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, nesterov=True,
-                                                     weight_decay=recipe.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
+        )
     else:
         opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     gen = torch.Generator().manual_seed(seed)

@@ -23,11 +23,18 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from types import ModuleType
 
 import numpy as np
-from scipy import stats
 
 ArrayLike = Sequence[float] | np.ndarray
+
+
+def _stats() -> ModuleType:
+    """``scipy.stats``, imported on first use (it is slow to import and `import supernet` should stay fast)."""
+    from scipy import stats
+
+    return stats
 
 
 def _pair(predicted: ArrayLike, true: ArrayLike, min_len: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -51,19 +58,19 @@ def _quiet(fn: Callable[[], float]) -> float:
 def kendall_tau(predicted: ArrayLike, true: ArrayLike) -> float:
     """Kendall's tau-b between the two rankings (NaN if either input is constant)."""
     p, t = _pair(predicted, true)
-    return _quiet(lambda: stats.kendalltau(p, t).statistic)
+    return _quiet(lambda: _stats().kendalltau(p, t).statistic)
 
 
 def sparse_kendall_tau(predicted: ArrayLike, true: ArrayLike, decimals: int = 1) -> float:
     """Kendall's tau-b with the ground truth rounded to ``decimals`` places first (1: 0.1-point ties)."""
     p, t = _pair(predicted, true)
-    return _quiet(lambda: stats.kendalltau(p, np.round(t, decimals)).statistic)
+    return _quiet(lambda: _stats().kendalltau(p, np.round(t, decimals)).statistic)
 
 
 def spearman_rho(predicted: ArrayLike, true: ArrayLike) -> float:
     """Spearman's rank correlation (NaN if either input is constant)."""
     p, t = _pair(predicted, true)
-    return _quiet(lambda: stats.spearmanr(p, t).statistic)
+    return _quiet(lambda: _stats().spearmanr(p, t).statistic)
 
 
 def resolve_k(k: int | float, n: int) -> int:
@@ -152,7 +159,7 @@ def bootstrap_ci(
 
 
 def _tau_fast(p: np.ndarray, t: np.ndarray) -> float:
-    return _quiet(lambda: stats.kendalltau(p, t).statistic)
+    return _quiet(lambda: _stats().kendalltau(p, t).statistic)
 
 
 def ranking_report(
@@ -173,7 +180,7 @@ def ranking_report(
     fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "kendall_tau": _tau_fast,
         "sparse_kendall_tau": lambda a, b: _tau_fast(a, np.round(b, decimals)),
-        "spearman_rho": lambda a, b: _quiet(lambda: stats.spearmanr(a, b).statistic),
+        "spearman_rho": lambda a, b: _quiet(lambda: _stats().spearmanr(a, b).statistic),
         "regret": regret,
     }
     for k in ks:

@@ -79,9 +79,7 @@ def parse_arch_key(key: str, space: str | None = None) -> dict[str, Any]:
     try:
         arch = json.loads(key)
     except json.JSONDecodeError as err:
-        raise TableError(
-            f"table key {key!r} is neither an NB201 string nor the JSON of an arch dict: {err}"
-        ) from None
+        raise TableError(f"table key {key!r} is neither an NB201 string nor the JSON of an arch dict: {err}") from None
     if not isinstance(arch, dict):
         raise TableError(f"table key {key!r} is JSON but not an object {{decision: option}}")
     return arch

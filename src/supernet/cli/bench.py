@@ -10,7 +10,8 @@ EXAMPLE = """examples:
   supernet bench nb201 --preset gpu --strategy sandwich --epochs 50 --archs 200 --data-dir DATA --out runs/b1
   supernet bench nb201 --preset tiny --data-dir DATA            # a few steps: checks the pipeline end to end
 
-Presets: cpu (C=16, N=1, 16x16 images, 12 epochs: ~30 min on 2 CPU cores), gpu (the paper setting: C=16, N=5,
+Presets: cpu (C=16, N=1, 16x16 images, 12 epochs: 7-21 min on 2 CPU cores with --threads 1),
+cpu32 (C=16, N=1, 32x32, 7,652 steps: the data README's calibration, slower), gpu (the paper setting: C=16, N=5,
 32x32, 25k/25k split, 50 epochs), tiny (seconds). Re-running the same command with the same --out resumes.
 Data: --data-dir holds images/cifar10-train.tar.gz and benchmarks/nb201/ (or set $SUPERNET_DATA);
 --table points at an NB201 table directory or file directly."""
@@ -28,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("benchmark", choices=["nb201"], help="the benchmark (nb201: NAS-Bench-201 CIFAR-10)")
-    p.add_argument("--preset", default="cpu", choices=["cpu", "gpu", "tiny"], help="settings bundle (default cpu)")
+    p.add_argument(
+        "--preset", default="cpu", choices=["cpu", "cpu32", "gpu", "tiny"], help="settings bundle (default cpu)"
+    )
     p.add_argument("--strategy", default="uniform", help="training strategy (uniform, fair, sandwich, ...)")
     p.add_argument("--epochs", type=float, help="training epochs over the supernet's training images")
     p.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
@@ -73,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
             lr=args.lr,
             device=args.device,
         )
+        if args.epochs is not None and args.steps is None and cfg.steps is not None:
+            from dataclasses import replace
+
+            cfg = replace(cfg, steps=None)  # --epochs given: it decides, not the preset's fixed step count
         out = args.out or f"runs/bench/nb201-{cfg.strategy}-{cfg.preset}-s{cfg.seed}"
         report = run_nb201_bench(
             cfg,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -28,25 +29,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=formatter(),
     )
     p.add_argument("run_dir", type=Path, help="training run directory (searched with `supernet search`)")
-    p.add_argument("--arch", default="best", help="best | an index into the Pareto front | the arch as JSON")
-    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("--arch", help="best | an index into the Pareto front | the arch as JSON (default: best)")
+    p.add_argument(
+        "--out", type=Path, help="model directory to write (default: export.out of the config, else RUN_DIR/model)"
+    )
     p.add_argument("--constraint", action="append", help="for --arch best: a budget such as 'params <= 300k'")
     p.add_argument("--metric", help="for --arch best: the metric to optimise (default: first search objective)")
-    p.add_argument("--latency-device", default="cpu", help="where to measure latency for the model card")
+    p.add_argument("--latency-device", help="where to measure latency for the model card (default: cpu)")
     p.set_defaults(func=friendly(run))
 
 
 def run(args: argparse.Namespace) -> int:
     """Export and print what was written."""
+    from ..config import PIPELINE_JSON, ExportConfig, load_section
     from ..export import export, load_metadata
 
+    base = {}
+    if (args.run_dir / PIPELINE_JSON).is_file():  # the export section of the run's config gives the defaults
+        base = json.loads((args.run_dir / PIPELINE_JSON).read_text()).get("export", {})
+    flags = {
+        "arch": args.arch,
+        "constraints": args.constraint,
+        "metric": args.metric,
+        "latency_device": args.latency_device,
+    }
+    base.update({k: v for k, v in flags.items() if v is not None})
+    cfg = load_section(ExportConfig, base, "export config")
     out = export(
         args.run_dir,
-        args.out,
-        arch=args.arch,
-        constraints=args.constraint,
-        metric=args.metric,
-        latency_device=args.latency_device,
+        args.out or (Path(cfg.out) if cfg.out else args.run_dir / "model"),
+        arch=cfg.arch,
+        constraints=cfg.constraints or None,
+        metric=cfg.metric,
+        latency_device=cfg.latency_device,
     )
     meta = load_metadata(out)
     Console().print(

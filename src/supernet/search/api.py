@@ -20,6 +20,7 @@ from ..space import SuperModule
 from .costs import CostModel
 from .objectives import Constraint, Objective, parse_constraints, parse_objectives
 from .pareto import atomic_write_json, pareto_front, plot_front, write_csv
+from .screen import Screen
 from .study import BudgetCallback, Evaluator, SearchSetup, budget_status, make_storage, open_study
 
 SEARCH_DIR = "search"
@@ -98,6 +99,8 @@ class _WorkerSpec:
     latency_device: str
     device: str
     threads: int
+    screen: Screen | None = None
+    screen_candidates: int = 1
 
 
 def search(
@@ -123,6 +126,8 @@ def search(
     device: str = "auto",
     max_total_trials: int | None = None,
     progress: bool = True,
+    screen: Screen | None = None,
+    screen_candidates: int = 8,
 ) -> SearchResult:
     """Search a supernet for the best subnets under hard constraints.
 
@@ -153,6 +158,10 @@ def search(
         device: where the supernet is evaluated (``"auto"``: CUDA when available).
         max_total_trials: stop after this many trials of any kind (default ``10 * trials + 50``).
         progress: show a progress bar.
+        screen: a cheap score ``fn(arch) -> float`` (higher is better), e.g. ``sn.proxies.objective(...)`` or
+            ``predictor.objective()``: each trial draws ``screen_candidates`` proposals (random archs, or
+            evolution's mutated children) and evaluates only the best-scoring one. Not with ``"nsga2"``.
+        screen_candidates: proposals per trial when ``screen`` is given.
 
     Returns:
         A `SearchResult` with the Pareto front.
@@ -191,6 +200,7 @@ def search(
             population_size,
             sample_size,
         )
+        setup.screen, setup.screen_candidates = screen, screen_candidates
         setup.check_feasible_exists()
         store = make_storage(storage)
         probe = open_study(store, study_name, objs, cons)
@@ -219,6 +229,8 @@ def search(
             latency_device=latency_device,
             device=device,
             threads=max(1, (os.cpu_count() or 1) // workers),
+            screen=screen,
+            screen_candidates=screen_candidates,
         )
         if any(c.metric == "params" for c in cons):
             space = spec_space if spec_space is not None else _load_space(run_dir, "cpu")
@@ -351,6 +363,7 @@ def _worker_main(spec: _WorkerSpec, index: int) -> None:
         spec.population_size,
         spec.sample_size,
     )
+    setup.screen, setup.screen_candidates = spec.screen, spec.screen_candidates
     store = make_storage(spec.storage)
     probe = open_study(store, spec.study_name, spec.objectives, spec.constraints)
     existing = len(probe.get_trials(deepcopy=False))

@@ -103,7 +103,8 @@ def plot_front(
         ax.set_ylabel(f"{o.metric} ({o.direction[:3]})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if len(objectives) >= 2:
+        ax.legend(loc="best")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

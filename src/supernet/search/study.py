@@ -41,6 +41,7 @@ from .costs import CostModel
 from .evolution import RegularizedEvolutionSampler
 from .keys import active_decisions, arch_key
 from .objectives import Constraint, Objective, violations
+from .screen import Screen, ScreenedSampler, categorical_distributions
 
 STRATEGIES = ("random", "evolution", "nsga2")
 _PRIMITIVE = (type(None), bool, int, float, str)
@@ -119,6 +120,8 @@ class SearchSetup:
     population_size: int | None = None
     sample_size: int | None = None
     poll_interval: float = 0.02
+    screen: Screen | None = None
+    screen_candidates: int = 1
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -158,7 +161,16 @@ class SearchSetup:
                 )
 
     def make_sampler(self, seed: int | None, trials: int) -> BaseSampler:
-        """The Optuna sampler for ``strategy``."""
+        """The Optuna sampler for ``strategy``, screening several proposals per trial when ``screen`` is set."""
+        sampler = self._base_sampler(seed, trials)
+        if self.screen is None or self.screen_candidates <= 1:
+            return sampler
+        if self.strategy == "nsga2":
+            raise ValueError("screening (screen=...) works with the 'random' and 'evolution' strategies, not 'nsga2'")
+        distributions = categorical_distributions(self.search_space.encoded)
+        return ScreenedSampler(sampler, distributions, self.search_space.decode, self.screen, self.screen_candidates)
+
+    def _base_sampler(self, seed: int | None, trials: int) -> BaseSampler:
         if self.strategy == "random":
             return RandomSampler(seed=seed)
         if self.strategy == "evolution":

@@ -163,16 +163,20 @@ def current(value: Any) -> Any:
     return value.evaluate() if isinstance(value, Value) else value
 
 
-def current_int(value: Any, what: str) -> int:
-    """The active value as an int, with a clear error when an expression gives a non-integer size."""
-    v = current(value)
+def as_size(v: Any, what: str) -> int:
+    """``v`` as an int size, with a clear error when an expression gives a non-integer value."""
     if isinstance(v, float):
         if not v.is_integer():
-            raise ValueError(f"{what} must be a whole number under the active arch, got {v}")
+            raise ValueError(f"{what} must be a whole number, got {v}")
         v = int(v)
     if not isinstance(v, int):
         raise TypeError(f"{what} must be an int, got {v!r}")
     return v
+
+
+def current_int(value: Any, what: str) -> int:
+    """The active value as an int size."""
+    return as_size(current(value), what)
 
 
 def max_int(value: Any, what: str) -> int:

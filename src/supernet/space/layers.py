@@ -28,7 +28,7 @@ from torch import nn
 
 from .. import plain
 from .base import Searchable, copy_param
-from .choice import Choice, Value, current_int, leaves_of, max_int
+from .choice import Choice, Value, as_size, current_int, leaves_of, max_int
 
 Size = Any  # an int, a Choice, or a value derived from choices
 
@@ -111,16 +111,6 @@ def mix_of(choice: Choice) -> Mix | None:
     return None if state is None else state.mixes.get(choice)
 
 
-def _size(v: Any, what: str) -> int:
-    if isinstance(v, float):
-        if not v.is_integer():
-            raise ValueError(f"{what} must be a whole number, got {v}")
-        v = int(v)
-    if not isinstance(v, int):
-        raise TypeError(f"{what} must be an int, got {v!r}")
-    return v
-
-
 class MixPlan:
     """How one layer mixes: its tensor sizes and the weight of each joint assignment of its mixed choices.
 
@@ -142,7 +132,7 @@ class MixPlan:
             combos.append(idx)
             sizes.append(
                 tuple(
-                    _size(v.evaluate_with(assignment), what) if isinstance(v, Value) else _size(v, what) for v in values
+                    as_size(v.evaluate_with(assignment) if isinstance(v, Value) else v, what) for v in values
                 )
             )
         self.sizes_per_combo = sizes

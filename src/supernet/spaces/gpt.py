@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..space import Choice, Embedding, LayerNorm, Linear, PositionalEmbedding, Repeat, SuperModule
+from ..space import Choice, Embedding, LayerNorm, Linear, PositionalEmbedding, SuperModule
 from .registry import register_space
-from .transformer import entangled_block
+from .transformer import block_stack
 
 
 class GPT(nn.Module):
@@ -57,21 +57,10 @@ def gpt(
     The defaults (max 0.85M parameters with a 65-character vocabulary) train on 2 CPU cores.
     """
     embed = Choice(embed_dims, name="embed_dim")
-    max_depth = max(depths)
-    blocks = [
-        entangled_block(
-            embed,
-            Choice(num_heads, name=f"layers.{i}.heads"),
-            Choice(mlp_ratios, name=f"layers.{i}.mlp_ratio"),
-            head_dim,
-            causal=True,
-        )
-        for i in range(max_depth)
-    ]
     net = GPT(
         Embedding(vocab_size, embed),
         PositionalEmbedding(block_size, embed),
-        Repeat(blocks, Choice(depths, name="depth")),
+        block_stack(embed, num_heads, mlp_ratios, depths, head_dim, causal=True),
         LayerNorm(embed),
         Linear(embed, vocab_size),
         block_size,

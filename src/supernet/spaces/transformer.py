@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from ..space import LayerNorm, Linear, attention, derived
+from ..space import LayerNorm, Linear, Repeat, attention, derived
 from ..space.choice import Choice, Value
 
 
@@ -39,3 +41,25 @@ def _hidden_size(embed: Value | int, ratio: Value | float) -> Value | int:
 
 def _mlp_width(embed: int, ratio: float) -> int:
     return int(embed * ratio)
+
+
+def block_stack(
+    embed: Value,
+    num_heads: Sequence[int],
+    mlp_ratios: Sequence[float],
+    depths: Sequence[int],
+    head_dim: int,
+    causal: bool,
+) -> Repeat:
+    """``max(depths)`` blocks with per-layer ``layers.{i}.heads`` / ``layers.{i}.mlp_ratio`` and a ``depth`` choice."""
+    blocks = [
+        entangled_block(
+            embed,
+            Choice(num_heads, name=f"layers.{i}.heads"),
+            Choice(mlp_ratios, name=f"layers.{i}.mlp_ratio"),
+            head_dim,
+            causal=causal,
+        )
+        for i in range(max(depths))
+    ]
+    return Repeat(blocks, Choice(depths, name="depth"))

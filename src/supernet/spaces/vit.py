@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..space import Choice, ClassToken, Conv2d, LayerNorm, Linear, PositionalEmbedding, Repeat, SuperModule
+from ..space import Choice, ClassToken, Conv2d, LayerNorm, Linear, PositionalEmbedding, SuperModule
 from .registry import register_space
-from .transformer import entangled_block
+from .transformer import block_stack
 
 
 class ViT(nn.Module):
@@ -48,21 +48,11 @@ def vit(
         raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
     embed = Choice(embed_dims, name="embed_dim")
     tokens = (image_size // patch_size) ** 2 + 1
-    blocks = [
-        entangled_block(
-            embed,
-            Choice(num_heads, name=f"layers.{i}.heads"),
-            Choice(mlp_ratios, name=f"layers.{i}.mlp_ratio"),
-            head_dim,
-            causal=False,
-        )
-        for i in range(max(depths))
-    ]
     net = ViT(
         Conv2d(in_channels, embed, patch_size, stride=patch_size, padding=0),
         ClassToken(embed),
         PositionalEmbedding(tokens, embed),
-        Repeat(blocks, Choice(depths, name="depth")),
+        block_stack(embed, num_heads, mlp_ratios, depths, head_dim, causal=False),
         LayerNorm(embed),
         Linear(embed, num_classes),
     )

@@ -1,0 +1,45 @@
+"""Tiny but structurally complete configs of the ready spaces, shared by tests that sweep every space."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import supernet as sn
+from supernet.spaces import build_space
+
+TINY: dict[str, dict[str, Any]] = {
+    "nb201": {"C": 4, "N": 1},
+    "mobilenet": {
+        "widths": (8, 8, 16),
+        "strides": (1, 2),
+        "depths": (1, 2),
+        "kernel_sizes": (3, 5),
+        "expand_ratios": (2, 3),
+        "activations": ("relu", "hswish"),
+        "use_se": (False, True),
+        "feature_dim": 16,
+    },
+    "gpt": {
+        "vocab_size": 11,
+        "block_size": 8,
+        "embed_dims": (16, 24),
+        "num_heads": (1, 2),
+        "mlp_ratios": (2, 3),
+        "depths": (1, 2),
+        "head_dim": 8,
+    },
+    "vit": {
+        "image_size": 8,
+        "patch_size": 4,
+        "embed_dims": (16, 24),
+        "num_heads": (1, 2),
+        "mlp_ratios": (2, 3),
+        "depths": (1, 2),
+        "head_dim": 8,
+    },
+}
+
+
+def tiny_space(name: str, **overrides: Any) -> sn.SuperModule:
+    """A small instance of ready space ``name``; ``overrides`` replace its tiny settings."""
+    return build_space(name, **{**TINY[name], **overrides})
