@@ -7,6 +7,7 @@ supernet. With evolution this is "score children with the predictor, evaluate on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -62,7 +63,9 @@ class ScreenedSampler(BaseSampler):
         proposals = [self._proposal(study, trial) for _ in range(self.candidates)]
         if len(proposals) == 1:
             return proposals[0]
+        # A score that is NaN (a proxy that does not apply) ranks last instead of poisoning the comparison.
         scores = [float(self.screen(self.decode(p))) for p in proposals]
+        scores = [-math.inf if math.isnan(v) else v for v in scores]
         return proposals[max(range(len(proposals)), key=scores.__getitem__)]
 
     def sample_independent(
