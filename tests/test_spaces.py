@@ -95,3 +95,16 @@ def test_gpt_decisions_and_sizes() -> None:
 def test_unknown_space_name_lists_ready_spaces() -> None:
     with pytest.raises(KeyError, match="gpt"):
         build_space("resnet")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_extracted_net_scripts_and_exports_without_search_code(name: str) -> None:
+    torch.manual_seed(0)
+    space = build_space(name, **SMALL_KWARGS[name]).eval()
+    x = example_input(name, space)
+    net = space.extract(space.sample(seed=1)).eval()
+    with torch.no_grad():
+        expected = net(x)
+        torch.testing.assert_close(torch.jit.script(net)(x), expected, rtol=0, atol=1e-6)
+        torch.testing.assert_close(torch.export.export(net, (x,)).module()(x), expected, rtol=0, atol=1e-6)

@@ -101,17 +101,19 @@ class NB201Cell(nn.Module):
         if len(edges) != len(NB201_EDGES):
             raise ValueError(f"an NB201 cell needs {len(NB201_EDGES)} edge modules, got {len(edges)}")
         self.edges = nn.ModuleList(edges)
+        # Plain int lists (not a loop over a global) keep the cell TorchScript-compatible once extracted.
+        self.sources: list[int] = [i for _, i in NB201_EDGES]
+        self.targets: list[int] = [j for j, _ in NB201_EDGES]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: list[torch.Tensor] = [x]
-        k = 0
-        for j in range(1, _NUM_NODES):
-            total = self.edges[k](nodes[0])
-            k += 1
-            for i in range(1, j):
-                total = total + self.edges[k](nodes[i])
-                k += 1
-            nodes.append(total)
+        total = x
+        # Edges come grouped by target node, sources ascending: source 0 opens a node's sum, j-1 closes it.
+        for k, edge in enumerate(self.edges):
+            out = edge(nodes[self.sources[k]])
+            total = out if self.sources[k] == 0 else total + out
+            if self.sources[k] == self.targets[k] - 1:
+                nodes.append(total)
         return nodes[-1]
 
 
