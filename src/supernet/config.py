@@ -67,6 +67,15 @@ class DataConfig(_Strict):
         return v
 
 
+def _check_constraints(cls: type, v: Any) -> Any:
+    """Accept one constraint string or a list, and fail early (naming it) on one that does not parse."""
+    if isinstance(v, str):
+        v = [v]
+    if isinstance(v, list):
+        parse_constraints([str(c) for c in v])
+    return v
+
+
 class SearchConfig(_Strict):
     """Settings of ``supernet search`` (see `supernet.search.search`)."""
 
@@ -91,14 +100,7 @@ class SearchConfig(_Strict):
         parse_objectives(v)
         return v
 
-    @field_validator("constraints", mode="before")
-    @classmethod
-    def _constraints(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [v]
-        if isinstance(v, list):
-            parse_constraints([str(c) for c in v])
-        return v
+    _constraints = field_validator("constraints", mode="before")(_check_constraints)
 
 
 class ExportConfig(_Strict):
@@ -110,14 +112,7 @@ class ExportConfig(_Strict):
     metric: str | None = None
     latency_device: str = "cpu"
 
-    @field_validator("constraints", mode="before")
-    @classmethod
-    def _constraints(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [v]
-        if isinstance(v, list):
-            parse_constraints([str(c) for c in v])
-        return v
+    _constraints = field_validator("constraints", mode="before")(_check_constraints)
 
 
 class FinetuneConfig(_Strict):
