@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 import supernet as sn
+from gradient_vs_two_stage import make_space  # a sibling script: benchmarks/ is on sys.path when run
 from supernet.gradient import ArchParameters, SoftmaxMixer, superposition
 
 MODES = ("weights", "outputs")
@@ -45,15 +46,7 @@ def build(space_name: str, batch: int, block: int, seed: int = 0) -> tuple[sn.Su
     """The space, an input batch and a loss function on its output."""
     torch.manual_seed(seed)
     if space_name == "gpt":
-        space = sn.spaces.gpt(
-            vocab_size=65,
-            block_size=block,
-            embed_dims=(128, 192, 256),
-            num_heads=(2, 4, 8),
-            mlp_ratios=(2, 3, 4),
-            depths=(2, 4, 6),
-            head_dim=32,
-        )
+        space = make_space("issue", block)  # the issue's GPT space, shared with gradient_vs_two_stage
         x = torch.randint(0, 65, (batch, block))
         y = torch.randint(0, 65, (batch, block))
 
