@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from .files import write_json
 from .search.objectives import parse_constraints, parse_objectives
 from .train.config import ConfigError, TrainConfig, validate_model
 
@@ -207,9 +208,7 @@ def build_task(cfg: DataConfig, block_size: int | None = None, seed: int = 0) ->
 
 def write_pipeline(run_dir: str | Path, cfg: PipelineConfig) -> None:
     """Record the pipeline config in ``run_dir/pipeline.json`` (so search/export can rebuild the data)."""
-    from .search.pareto import atomic_write_json
-
-    atomic_write_json(Path(run_dir) / PIPELINE_JSON, cfg.to_json())
+    write_json(Path(run_dir) / PIPELINE_JSON, cfg.to_json())
 
 
 def data_config_of_run(run_dir: str | Path) -> DataConfig:

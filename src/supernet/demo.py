@@ -85,8 +85,8 @@ def run_demo(
     from . import data as sn_data
     from .config import DataConfig, PipelineConfig, SearchConfig, SpaceConfig, write_pipeline
     from .export import export, load, load_metadata
+    from .files import write_json
     from .search import search
-    from .search.pareto import atomic_write_json
     from .search.report import front_table
     from .spaces import gpt
     from .train import TrainConfig, train
@@ -189,7 +189,7 @@ def run_demo(
         "evaluations": result.evaluations,
         "sample": sample,
     }
-    atomic_write_json(out / "demo.json", json.loads(json.dumps(summary, default=str)))
+    write_json(out / "demo.json", json.loads(json.dumps(summary, default=str)))
     console.print(
         f"done in {timings['total_s']:.0f} s (train {timings['train_s']:.0f} s, search {timings['search_s']:.0f} s); "
         f"peak memory {summary['peak_rss_mb']:.0f} MB; everything is in [bold]{out}[/bold]"

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from . import cost
+from .files import write_json, write_tensors, write_text
 from .search.objectives import parse_constraints
-from .search.pareto import atomic_write_bytes, atomic_write_json
 from .space import SuperModule
 
 MODEL_FORMAT = "supernet-model"
@@ -164,18 +164,11 @@ def export(
 def write_model(out_dir: Path, net: nn.Module, meta: dict[str, Any]) -> None:
     """Write weights, arch.json, space.json, README.md and (last) model.json, each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
-    tmp = out_dir / f".{WEIGHTS}.{os.getpid()}.tmp"
-    try:
-        save_file(tensors, str(tmp), metadata={"format": MODEL_FORMAT})
-        os.replace(tmp, out_dir / WEIGHTS)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    atomic_write_json(out_dir / "arch.json", meta["arch"])
-    atomic_write_json(out_dir / "space.json", meta["space"])
-    atomic_write_bytes(out_dir / "README.md", model_card(meta).encode())
-    atomic_write_json(out_dir / META, meta)
+    write_tensors(out_dir / WEIGHTS, net.state_dict(), metadata={"format": MODEL_FORMAT})
+    write_json(out_dir / "arch.json", meta["arch"])
+    write_json(out_dir / "space.json", meta["space"])
+    write_text(out_dir / "README.md", model_card(meta))
+    write_json(out_dir / META, meta)
 
 
 def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import write_json
+from ..files import write_json
 from .cifar import ImageSplits, cifar10_splits
 from .metrics import Estimate, bootstrap_ci, kendall_tau, ranking_report, regret, relative_improvement
 from .report import PAPER_TAUS, README_FLOPS_TAU_ALL, scatter_plot, write_summary

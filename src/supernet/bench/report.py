@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write, write_text
+from ..files import atomic_write, write_text
 
 PAPER_TAUS: dict[str, float] = {
     "SPOS (one-shot, uniform)": 0.49,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write, write_json
+from ..files import atomic_write, write_json
 
 ARCH_COLUMN = "arch"
 TABLE_FORMAT = "supernet-table"

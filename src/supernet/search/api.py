@@ -16,10 +16,11 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from ..files import write_json
 from ..space import SuperModule
 from .costs import CostModel
 from .objectives import Constraint, Objective, parse_constraints, parse_objectives
-from .pareto import atomic_write_json, pareto_front, plot_front, write_csv
+from .pareto import pareto_front, plot_front, write_csv
 from .screen import Screen
 from .study import BudgetCallback, Evaluator, SearchSetup, budget_status, make_storage, open_study
 
@@ -443,7 +444,7 @@ def write_outputs(result: SearchResult) -> None:
     out = Path(result.out_dir)  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     metric_names = list(dict.fromkeys([o.metric for o in result.objectives] + _all_metrics(result.entries)))
-    atomic_write_json(out / "pareto.json", result.to_json())
+    write_json(out / "pareto.json", result.to_json())
     write_csv(out / "pareto.csv", result.front, metric_names)
     write_csv(out / "trials.csv", result.entries, metric_names)
     if result.entries:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..files import write_bytes, write_text
 from .objectives import Objective
 
 
@@ -38,28 +37,6 @@ def pareto_front(entries: Sequence[dict[str, Any]], objectives: Sequence[Objecti
     return sorted(front, key=lambda e: (sign * float(e["metrics"][first.metric]), e.get("trial", 0)))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], metric_names: Sequence[str]) -> None:
     """One row per entry: index, trial, each metric, the arch as JSON."""
     buf = io.StringIO()
@@ -69,7 +46,7 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], metric_names: Se
         writer.writerow(
             [i, e.get("trial", ""), *(e["metrics"].get(m, "") for m in metric_names), json.dumps(e["arch"])]
         )
-    atomic_write_bytes(path, buf.getvalue().encode())
+    write_text(path, buf.getvalue())
 
 
 def plot_front(
@@ -108,4 +85,4 @@ def plot_front(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
