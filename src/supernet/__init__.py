@@ -5,7 +5,7 @@ Declare a search space with `Choice`, entangled layers, `LayerChoice` and `Repea
 """
 
 from . import bench, cost, data, gradient, proxies, search, spaces, train
-from .export import load
+from .export import export, load
 from .space import (
     ArchError,
     BatchNorm2d,
@@ -59,6 +59,7 @@ __all__ = [
     "cost",
     "data",
     "derived",
+    "export",
     "gradient",
     "load",
     "predictors",

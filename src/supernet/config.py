@@ -16,17 +16,16 @@ An unknown key or a wrong type raises `ConfigError` naming the key (``search.tra
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
-from .files import write_json
+from .files import FileFormatError, read_json
 from .search.objectives import parse_constraints, parse_objectives
+from .train.checkpoint import PIPELINE_JSON, read_run_json
 from .train.config import ConfigError, TrainConfig, validate_model
 
-PIPELINE_JSON = "pipeline.json"
 SHAKESPEARE_CHARS = 1_115_394
 
 
@@ -125,7 +124,8 @@ class FinetuneConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
-    eval_batches: PositiveInt = 16
+    eval_batches: PositiveInt | None = None
+    eval_batch_size: PositiveInt | None = None
     seed: int = 0
 
 
@@ -206,9 +206,14 @@ def build_task(cfg: DataConfig, block_size: int | None = None, seed: int = 0) ->
     return make_task(build_data(cfg), block_size=block_size, val_fraction=cfg.val_fraction or 0.1, seed=seed)
 
 
-def write_pipeline(run_dir: str | Path, cfg: PipelineConfig) -> None:
-    """Record the pipeline config in ``run_dir/pipeline.json`` (so search/export can rebuild the data)."""
-    write_json(Path(run_dir) / PIPELINE_JSON, cfg.to_json())
+def read_pipeline(run_dir: str | Path) -> PipelineConfig:
+    """The validated ``pipeline.json`` of a run made by ``supernet train`` (bad content names the file and key)."""
+    path = Path(run_dir) / PIPELINE_JSON
+    data = read_json(path, what="pipeline config (pipeline.json)")
+    try:
+        return PipelineConfig.from_dict(data, where=str(path))
+    except ConfigError as err:
+        raise FileFormatError(path, f"not a valid pipeline config: {err}") from None
 
 
 def data_config_of_run(run_dir: str | Path) -> DataConfig:
@@ -220,8 +225,8 @@ def data_config_of_run(run_dir: str | Path) -> DataConfig:
     run_dir = Path(run_dir)
     pipe = run_dir / PIPELINE_JSON
     if pipe.is_file():
-        return PipelineConfig.from_dict(json.loads(pipe.read_text()), where=str(pipe)).data
-    meta = json.loads((run_dir / "run.json").read_text())
+        return read_pipeline(run_dir).data
+    meta = read_run_json(run_dir)
     task = meta.get("task") or {}
     n_train, n_val = task.get("train_tokens"), task.get("val_tokens")
     if task.get("kind") == "lm" and task.get("vocab_size") == 65 and n_train and n_val:
@@ -238,7 +243,7 @@ def task_of_run(run_dir: str | Path) -> Any:
     """Rebuild the `Task` of a run directory (see `data_config_of_run`)."""
     run_dir = Path(run_dir)
     cfg = data_config_of_run(run_dir)
-    meta = json.loads((run_dir / "run.json").read_text())
+    meta = read_run_json(run_dir)
     task_meta = meta.get("task") or {}
     seed = int((meta.get("config") or {}).get("seed", 0))
     return build_task(cfg, block_size=task_meta.get("block_size"), seed=seed)

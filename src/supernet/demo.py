@@ -83,11 +83,12 @@ def run_demo(
         the sample text, peak memory.
     """
     from . import data as sn_data
-    from .config import DataConfig, PipelineConfig, SearchConfig, SpaceConfig, write_pipeline
+    from .config import DataConfig, PipelineConfig, SearchConfig, SpaceConfig
     from .export import export, load, load_metadata
     from .files import write_json
     from .search import search
     from .search.report import front_table
+    from .seeding import seed_everything
     from .spaces import gpt
     from .train import TrainConfig, train
 
@@ -98,6 +99,7 @@ def run_demo(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     text = sn_data.shakespeare()
+    seed_everything(seed)  # before the space's random init: one seed, one run
     space = gpt(vocab_size=text.vocab_size, **p.space)
     max_params = _params(space, space.max_arch())
     min_params = _params(space, space.min_arch())
@@ -130,11 +132,12 @@ def run_demo(
         train=train_cfg,
         search=SearchConfig(trials=p.trials, eval_batches=p.eval_batches, eval_batch_size=p.eval_batch_size),
     )
-    write_pipeline(out, pipeline)
 
     console.rule("1/4 train the supernet (sandwich rule + in-place distillation)")
     t = time.perf_counter()
-    run = train(space, text, config=train_cfg, run_dir=out, device=device, resume=True)
+    run = train(
+        space, text, config=train_cfg, run_dir=out, device=device, resume=True, pipeline=pipeline.to_json()
+    )
     timings["train_s"] = time.perf_counter() - t
 
     console.rule("2/4 search: NSGA-II over (val loss, params) with inherited weights")

@@ -19,20 +19,36 @@ import os
 import platform
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file
+from pydantic import Field
 from torch import nn
 
 from . import cost
-from .files import write_json, write_tensors, write_text
+from .files import FileModel, read_json, read_tensors, write_json, write_tensors, write_text
 from .search.objectives import parse_constraints
 from .space import SuperModule
+from .train.checkpoint import read_run_json
+from .train.evaluate import batchnorm_modules, evaluate_model
 
 MODEL_FORMAT = "supernet-model"
 WEIGHTS = "model.safetensors"
 META = "model.json"
+
+
+class ModelFile(FileModel):
+    """``model.json``: what an exported model is (arch, space spec) and what it scored."""
+
+    format: Literal["supernet-model"]
+    version: int
+    arch: dict[str, Any]
+    space: dict[str, Any] | None = None
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    params: int = 0
+    data: dict[str, Any] | None = None
+    task: dict[str, Any] | None = None
+    finetune: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def select_arch(
@@ -55,15 +71,20 @@ def select_arch(
     """
     if isinstance(arch, Mapping):
         return dict(arch), {}
+    if not isinstance(arch, (str, int)) or isinstance(arch, bool):
+        raise ValueError(f"arch must be 'best', an index, an arch dict or JSON, got {type(arch).__name__}")
     text = str(arch).strip()
-    if text.startswith("{"):
+    if text[:1] in ("{", "[", '"'):
         try:
-            return dict(json.loads(text)), {}
+            parsed = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"--arch looks like JSON but does not parse: {err}") from None
-    if text.endswith(".json") and Path(text).is_file():
-        data = json.loads(Path(text).read_text())
-        return dict(data.get("arch", data)), {}
+        return _arch_object(parsed, "--arch"), {}
+    if text.endswith(".json"):
+        data = read_json(text, what="arch JSON file")
+        if isinstance(data, Mapping) and isinstance(data.get("arch"), Mapping):
+            data = data["arch"]
+        return _arch_object(data, f"arch file {text}"), {}
     from .search import load_front
 
     pareto = dict(source) if isinstance(source, Mapping) else load_front(source)
@@ -96,6 +117,14 @@ def select_arch(
     return dict(best["arch"]), dict(best)
 
 
+def _arch_object(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError(
+            f"{where} must be a JSON object {{decision: option}}, got a JSON {type(data).__name__}"
+        )
+    return dict(data)
+
+
 def export(
     source: SuperModule | str | os.PathLike[str] | Any,
     out: str | os.PathLike[str],
@@ -107,8 +136,14 @@ def export(
     example_input: Any = None,
     latency_device: str | None = "cpu",
     data: Mapping[str, Any] | None = None,
+    task: Any = None,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write subnet ``arch`` of a trained supernet to the model directory ``out``.
+
+    The extracted subnet's BatchNorm statistics are recalibrated for it on training data with the recipe the
+    search's evaluation used (same batches, same seed), and its loss and accuracy are then measured on the
+    exported model itself: the model card states what `load` gives back.
 
     Args:
         source: a run directory (arch may then be ``best`` or a front index), a ``Run``, or a `SuperModule`
@@ -116,11 +151,17 @@ def export(
         out: the model directory to write (created; existing files are replaced atomically one by one,
             ``model.json`` last).
         arch / constraints / metric: which arch (see `select_arch`).
-        metrics: metrics to record (default: those the search measured for this arch).
+        metrics: metrics to record (default: those the search measured); loss/accuracy measured on the exported
+            model replace theirs.
         found_by: how it was found (default: read from the run's search and training records).
         example_input: an input batch for FLOPs and latency (runs: one example of the task; else skipped).
         latency_device: where to measure latency (None: skip).
         data: the data config (JSON) to record for ``supernet finetune`` (runs: taken from the run).
+        task: the `supernet.train.Task` to calibrate and evaluate on (runs: the run's own task). Without one,
+            nothing is measured, and a subnet with BatchNorm is refused unless ``evaluation={"bn_batches": 0}``
+            (keep the supernet's shared statistics, which fit no single subnet).
+        evaluation: ``max_batches`` / ``batch_size`` / ``bn_batches`` / ``bn_batch_size`` / ``seed`` of the
+            measurement (default: those of the run's search config, else the search defaults).
 
     Returns:
         The model directory.
@@ -136,14 +177,34 @@ def export(
     space = _space(source, run_dir)
     arch_dict = space.validate(arch_dict)
     net = space.extract(arch_dict).eval()
-    if example_input is None and run_dir is not None:
-        example_input = _example_input(run_dir)
+    if task is None:
+        task = _task_of(source, run_dir)
+    if example_input is None:
+        example_input = task.example_input(1) if task is not None else _example_input(run_dir)
+    opts = _evaluation_options(run_dir, evaluation)
+    recorded = dict(metrics if metrics is not None else entry.get("metrics", {}))
+    has_bn = bool(batchnorm_modules(net))
+    if task is not None:
+        measured = evaluate_model(net, task, split="val", **opts)
+        recorded.update({"loss": measured["loss"], "accuracy": measured["accuracy"]})
+    elif has_bn and opts["bn_batches"] > 0:
+        raise ValueError(
+            "this subnet has BatchNorm, whose statistics must be recalibrated for it on training data: pass "
+            "task= (or evaluation={'bn_batches': 0} to keep the supernet's shared statistics)"
+        )
     meta: dict[str, Any] = {
         "format": MODEL_FORMAT,
         "version": 1,
         "arch": arch_dict,
         "space": space.spec,
-        "metrics": dict(metrics if metrics is not None else entry.get("metrics", {})),
+        "metrics": recorded,
+        "search_metrics": dict(entry.get("metrics", {})),
+        "evaluation": {
+            **opts,
+            "split": "val",
+            "measured_on_export": task is not None,
+            "bn_recalibrated": has_bn and task is not None and opts["bn_batches"] > 0,
+        },
         "params": cost.params(net),
         "flops": cost.flops(net, example_input) if example_input is not None else None,
         "latency_s": None,
@@ -161,6 +222,40 @@ def export(
     return out_dir
 
 
+def _evaluation_options(run_dir: Path | None, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How the exported model is measured: as the run's search evaluated archs, unless told otherwise."""
+    from .config import SearchConfig, read_pipeline
+    from .train.checkpoint import PIPELINE_JSON
+
+    search = SearchConfig()
+    if run_dir is not None and (run_dir / PIPELINE_JSON).is_file():
+        search = read_pipeline(run_dir).search
+    opts: dict[str, Any] = {
+        "max_batches": search.eval_batches,
+        "batch_size": search.eval_batch_size,
+        "bn_batches": search.bn_batches,
+        "bn_batch_size": None,
+        "seed": 0,
+    }
+    unknown = set(given or {}) - set(opts)
+    if unknown:
+        raise ValueError(f"unknown evaluation option(s) {sorted(unknown)}; expected some of {sorted(opts)}")
+    opts.update(given or {})
+    return opts
+
+
+def _task_of(source: Any, run_dir: Path | None) -> Any:
+    task = getattr(source, "task", None)
+    if task is not None or run_dir is None:
+        return task
+    from .config import task_of_run
+
+    try:
+        return task_of_run(run_dir)
+    except ValueError:  # trained from Python on data the run directory cannot rebuild
+        return None
+
+
 def write_model(out_dir: Path, net: nn.Module, meta: dict[str, Any]) -> None:
     """Write weights, arch.json, space.json, README.md and (last) model.json, each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -176,10 +271,7 @@ def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path) / META
     if not p.is_file():
         raise FileNotFoundError(f"{path} is not an exported model directory (no {META}; see `supernet export`)")
-    meta = json.loads(p.read_text())
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{p} is not a supernet model (format {meta.get('format')!r})")
-    return meta
+    return read_json(p, ModelFile, "supernet model.json")
 
 
 def load(
@@ -207,7 +299,7 @@ def load(
         space = build_space(spec["space"], **spec.get("kwargs", {}))
     net = space.extract(meta["arch"])
     del space
-    state = load_file(str(Path(path) / WEIGHTS))
+    state = read_tensors(Path(path) / WEIGHTS, what="exported model weights")
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -299,15 +391,20 @@ def _space(source: Any, run_dir: Path | None) -> SuperModule:
     return load_run(run_dir).space  # type: ignore[arg-type]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _front_or_empty(run_dir: Path) -> dict[str, Any]:
+    from .search import load_front
+
+    try:
+        return load_front(run_dir)
+    except FileNotFoundError:
+        return {}
 
 
 def _found_by(run_dir: Path | None, entry: Mapping[str, Any]) -> dict[str, Any]:
     if run_dir is None:
         return {"how": "exported directly from a supernet"}
-    run = _read_json(run_dir / "run.json")
-    pareto = _read_json(run_dir / "search" / "pareto.json")
+    run = read_run_json(run_dir)
+    pareto = _front_or_empty(run_dir)
     out: dict[str, Any] = {
         "run_dir": str(run_dir),
         "supernet training": f"{(run.get('strategy') or {}).get('name')} for {run.get('step')} steps",
@@ -338,16 +435,12 @@ def _data_of(run_dir: Path | None) -> dict[str, Any] | None:
 def _task_meta(run_dir: Path | None) -> dict[str, Any] | None:
     if run_dir is None:
         return None
-    return _read_json(run_dir / "run.json").get("task")
+    return read_run_json(run_dir).get("task")
 
 
-def _example_input(run_dir: Path) -> Any:
+def _example_input(run_dir: Path | None) -> Any:
+    """One input of a language-model run, known from run.json alone (other tasks need their data)."""
     task = _task_meta(run_dir) or {}
     if task.get("kind") == "lm" and task.get("block_size"):
         return torch.zeros(1, int(task["block_size"]), dtype=torch.long)
-    from .config import task_of_run
-
-    try:
-        return task_of_run(run_dir).example_input(1)
-    except ValueError:
-        return None
+    return None

@@ -11,21 +11,7 @@ from typing import Any
 import torch
 
 from .export import load, load_metadata, write_model
-
-
-@torch.no_grad()
-def val_loss(model: torch.nn.Module, task: Any, max_batches: int = 16, batch_size: int = 64) -> float:
-    """Mean cross entropy of ``model`` on the task's val split (first ``max_batches`` batches)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0.0
-    for x, y in task.eval_batches("val", batch_size=batch_size, max_batches=max_batches, device=device):
-        m = task.metrics(model(x), y)
-        total += m["loss_sum"]
-        count += m["count"]
-    model.train(was_training)
-    return total / max(count, 1.0)
+from .train.evaluate import evaluate_model
 
 
 def train_plain(
@@ -90,7 +76,8 @@ def finetune(
     weight_decay: float = 0.0,
     warmup_steps: int = 0,
     grad_clip: float | None = 1.0,
-    eval_batches: int = 16,
+    eval_batches: int | None = None,
+    eval_batch_size: int | None = None,
     seed: int = 0,
     task: Any = None,
     device: str = "auto",
@@ -98,7 +85,9 @@ def finetune(
 ) -> dict[str, Any]:
     """Train an exported model ``steps`` more steps (AdamW, warm-up + cosine) and write it back.
 
-    The data comes from ``task`` or from the data config recorded at export. The new weights replace
+    The data comes from ``task`` or from the data config recorded at export. The val loss before and after is
+    measured as the export measured the model card's metrics (same val batches, unless ``eval_batches`` /
+    ``eval_batch_size`` say otherwise), so the starting point is the card's loss. The new weights replace
     ``model.safetensors`` atomically, and ``model.json`` / the model card record the fine-tuning.
 
     Returns:
@@ -113,10 +102,17 @@ def finetune(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
     model = load(model_dir, device=dev)
-    before = val_loss(model, task, eval_batches)
+    recorded = meta.get("evaluation") or {}
+    max_batches = eval_batches if eval_batches is not None else recorded.get("max_batches", 16)
+    eval_size = eval_batch_size or recorded.get("batch_size") or 64
+
+    def val_loss() -> float:
+        return evaluate_model(model, task, "val", eval_size, max_batches, bn_batches=0)["loss"]
+
+    before = val_loss()
     start = time.perf_counter()
     train_plain(model, task, steps, batch_size, lr, weight_decay, warmup_steps, grad_clip, seed, progress, "finetune")
-    after = val_loss(model, task, eval_batches)
+    after = val_loss()
     record = {
         "steps": steps,
         "batch_size": batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Subcommand modules, in the order `supernet --help` lists them.
@@ -16,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="supernet",
         description="Weight-sharing neural architecture search: train a supernet, search it, export the winner.",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (also: SUPERNET_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
@@ -26,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        os.environ["SUPERNET_DEBUG"] = "1"
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

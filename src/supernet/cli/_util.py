@@ -19,17 +19,18 @@ def formatter() -> type[argparse.HelpFormatter]:
 def friendly(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Print expected user errors (bad config, missing files, bad values) as one message, exit status 2.
 
-    Set ``SUPERNET_DEBUG=1`` to get the full traceback instead.
+    ``supernet --debug ...`` (or ``SUPERNET_DEBUG=1``) shows the full traceback instead.
     """
 
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
-        except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
+        except (ConfigError, FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
             if os.environ.get("SUPERNET_DEBUG"):
                 raise
             msg = err.args[0] if isinstance(err, KeyError) and err.args else err
             print(f"supernet {args.command}: error: {msg}", file=sys.stderr)
+            print("(supernet --debug ... shows the traceback)", file=sys.stderr)
             return 2
 
     return run

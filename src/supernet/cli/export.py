@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
@@ -41,12 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and print what was written."""
-    from ..config import PIPELINE_JSON, ExportConfig, load_section
+    from ..config import ExportConfig, load_section, read_pipeline
     from ..export import export, load_metadata
+    from ..train.checkpoint import PIPELINE_JSON
 
     base = {}
     if (args.run_dir / PIPELINE_JSON).is_file():  # the export section of the run's config gives the defaults
-        base = json.loads((args.run_dir / PIPELINE_JSON).read_text()).get("export", {})
+        base = read_pipeline(args.run_dir).export.model_dump()
     flags = {
         "arch": args.arch,
         "constraints": args.constraint,
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         latency_device=cfg.latency_device,
     )
     meta = load_metadata(out)
-    Console().print(
-        f"exported {meta['params']:,}-parameter model to [bold]{out}[/bold] "
-        f"(metrics: {', '.join(f'{k}={v:.4g}' for k, v in meta['metrics'].items())})"
-    )
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items() if isinstance(v, (int, float)))
+    measured = (meta.get("evaluation") or {}).get("measured_on_export")
+    how = "measured on the exported model" if measured else "from the search"
+    Console().print(f"exported {meta['params']:,}-parameter model to [bold]{out}[/bold] ({how}: {shown})")
     return 0

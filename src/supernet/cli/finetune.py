@@ -30,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--eval-batches", type=int, default=16)
+    p.add_argument(
+        "--eval-batches", type=int, help="val batches for the loss before/after (default: as the export measured)"
+    )
+    p.add_argument("--eval-batch-size", type=int, help="val batch size (default: as the export measured)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     device_arg(p)
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             "weight_decay": args.weight_decay,
             "warmup_steps": args.warmup_steps,
             "eval_batches": args.eval_batches,
+            "eval_batch_size": args.eval_batch_size,
             "seed": args.seed,
         },
         "finetune",

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..config import PipelineConfig, build_data, write_pipeline
+from ..config import PipelineConfig, build_data
+from ..seeding import seed_everything
 from ..spaces import build_space
+from ..train.checkpoint import latest_checkpoint
 from ._util import device_arg, formatter, friendly
 
 EXAMPLE = """example:
@@ -58,11 +60,18 @@ def run(args: argparse.Namespace) -> int:
         data["train"]["strategy"] = args.strategy
     cfg = PipelineConfig.from_dict(data, where=f"config {args.config}")
     run_dir = Path(cfg.run_dir)
+    if not args.resume and latest_checkpoint(run_dir) is not None:  # refuse before building or writing anything
+        raise FileExistsError(
+            f"{run_dir} already holds a trained run: continue it with --resume, or pass another --run-dir; "
+            "nothing was written"
+        )
+    seed_everything(cfg.train.seed)  # before the space is built: its initial weights are random too
     space = build_space(cfg.space.name, **cfg.space.kwargs)
     dataset = build_data(cfg.data)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_pipeline(run_dir, cfg)
-    result = train(space, dataset, config=cfg.train, run_dir=run_dir, device=cfg.device, resume=args.resume)
+    result = train(
+        space, dataset, config=cfg.train, run_dir=run_dir, device=cfg.device, resume=args.resume,
+        pipeline=cfg.to_json(),
+    )
     Console().print(f"trained {result.step} steps; run directory: [bold]{run_dir}[/bold]")
     Console().print(f"next: supernet search {run_dir}")
     return 0

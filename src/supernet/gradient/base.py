@@ -254,7 +254,7 @@ class GradientStrategy(Strategy):
         run_dir = getattr(ctx, "run_dir", None)
         if run_dir is None or getattr(ctx, "rank", 0) != 0 or not self.history:
             return
-        from ..train import checkpoint as ck
+        from ..files import write_json
         from .plot import plot_alpha_history
 
         run_dir = Path(run_dir)
@@ -265,5 +265,5 @@ class GradientStrategy(Strategy):
             "history": self.history,
             "selection_log": self.selection_log,
         }
-        ck.write_json(run_dir / "alpha_history.json", json.loads(json.dumps(payload)))
+        write_json(run_dir / "alpha_history.json", json.loads(json.dumps(payload)))
         plot_alpha_history(self.history, payload["options"], run_dir / "alpha_history.png")

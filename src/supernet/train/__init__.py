@@ -13,7 +13,7 @@ from .checkpoint import latest_checkpoint
 from .config import ConfigError, TrainConfig
 from .context import TrainContext
 from .distill import alpha_divergence, kl_distill
-from .evaluate import batchnorm_modules, evaluate, evaluate_many, recalibrate_bn
+from .evaluate import batchnorm_modules, evaluate, evaluate_many, evaluate_model, recalibrate_bn
 from .kinds import decision_kinds
 from .loop import Run, load_run, lr_at, train
 from .strategies import STRATEGIES, StepOutput, Strategy, StrategyOptions, get_strategy, register_strategy
@@ -37,6 +37,7 @@ __all__ = [
     "decision_kinds",
     "evaluate",
     "evaluate_many",
+    "evaluate_model",
     "get_strategy",
     "kl_distill",
     "latest_checkpoint",

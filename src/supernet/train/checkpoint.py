@@ -9,11 +9,22 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from pydantic import Field, StrictInt
+
+from ..files import (
+    FileFormatError,
+    FileModel,
+    read_json,
+    read_jsonl,
+    read_tensors,
+    write_json,
+    write_tensors,
+    write_text,
+)
 
 RUN_FORMAT = "supernet-run"
 RUN_VERSION = 1
@@ -21,92 +32,49 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
 RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
+PIPELINE_JSON = "pipeline.json"
 FINAL_WEIGHTS = "weights.safetensors"
+StrictNonNegInt = Annotated[StrictInt, Field(ge=0)]
 
 
-def _tmp_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+class LatestFile(FileModel):
+    """``latest.json``: which checkpoint directory is the newest complete one."""
+
+    step: StrictNonNegInt
+    path: str
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (temp file in the same directory, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+class StateFile(FileModel):
+    """``checkpoints/step-N/state.json``: everything but tensors needed to resume exactly."""
+
+    step: StrictNonNegInt
+    config: dict[str, Any]
+    strategy: dict[str, Any]
+    strategy_state: dict[str, Any] = Field(default_factory=dict)
+    optimizer: dict[str, Any]
+    rng: dict[str, list[Any]]
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file, naming the file in any error."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
+class RunFile(FileModel):
+    """``run.json``: what a run is (space spec, config, strategy, task) and how far it got."""
+
+    format: Literal["supernet-run"]
+    version: int
+    space: dict[str, Any] | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    strategy: dict[str, Any] = Field(default_factory=dict)
+    task: dict[str, Any] | None = None
+    step: StrictNonNegInt = 0
+    final_arch: dict[str, Any] | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
 
 
-def write_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
-                  ) -> None:
-    """Write tensors as safetensors atomically (copies of shared storage are made so ties do not fail)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seen: set[int] = set()
-    out: dict[str, torch.Tensor] = {}
-    for k, v in tensors.items():
-        t = v.detach().contiguous().cpu()
-        ptr = t.untyped_storage().data_ptr() if t.numel() else -1
-        if ptr in seen:
-            t = t.clone()
-        elif ptr != -1:
-            seen.add(ptr)
-        out[k] = t
-    tmp = _tmp_path(path)
-    try:
-        save_file(out, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read a safetensors file onto ``device``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    return load_file(str(path), device=str(device))
-
-
-def append_jsonl(path: str | Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line (flushed)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a JSONL file (a torn last line from a kill is skipped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+def read_run_json(run_dir: str | Path) -> dict[str, Any]:
+    """The validated ``run.json`` of a run directory (``FileNotFoundError`` names a directory that is no run)."""
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{Path(run_dir)} is not a training run directory (no {RUN_JSON} there)")
+    return read_json(path, RunFile, "supernet run.json")
 
 
 def truncate_metrics(path: str | Path, step: int) -> None:
@@ -115,12 +83,7 @@ def truncate_metrics(path: str | Path, step: int) -> None:
     if not path.exists():
         return
     keep = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
-    tmp = _tmp_path(path)
-    try:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 # ---------------------------------------------------------------- RNG states as JSON-able data
@@ -243,8 +206,10 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     latest = run_dir / LATEST
     if not latest.exists():
         return None
-    info = read_json(latest)
+    info = read_json(latest, LatestFile, "latest.json (pointer to the newest checkpoint)")
     path = run_dir / info["path"]
+    if not path.resolve().is_relative_to((run_dir / CHECKPOINTS).resolve()):
+        raise FileFormatError(latest, f"points outside {run_dir / CHECKPOINTS}: {info['path']!r}")
     if not (path / "state.json").exists():
         raise FileNotFoundError(f"{latest} points to {path}, which is missing or incomplete")
     return path
@@ -254,7 +219,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
     """``(weights, state tensors, state JSON)`` of one checkpoint directory."""
     path = Path(path)
-    weights = read_tensors(path / "weights.safetensors", device)
-    tensors = read_tensors(path / "state.safetensors", "cpu")
-    state = read_json(path / "state.json")
+    weights = read_tensors(path / "weights.safetensors", device, "checkpoint weights file")
+    tensors = read_tensors(path / "state.safetensors", "cpu", "checkpoint state file")
+    state = read_json(path / "state.json", StateFile, "checkpoint state.json")
     return weights, tensors, state

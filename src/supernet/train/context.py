@@ -94,7 +94,7 @@ class TrainContext:
         kinds: ``{decision: "kernel" | "depth" | "width" | "other"}``.
         step: 0-based index of the current step; total_steps: ``config.steps``.
         run_dir: the run directory (None when the run writes no files); strategies may write extra reports
-            there from rank 0 (atomically, with `supernet.train.checkpoint.write_json`).
+            there from rank 0 (atomically, with `supernet.files.write_json`).
     """
 
     def __init__(

@@ -117,6 +117,47 @@ def _evaluate_batches(space: nn.Module, task: Task, batches: Sequence[Batch], pr
     return _finish(sums)
 
 
+def calibration_batches(task: Task, num_batches: int, batch_size: int, seed: int, device: torch.device
+                        ) -> list[torch.Tensor]:
+    """The training inputs BatchNorm is recalibrated on: the same for every arch (and its exported model)."""
+    gen = torch.Generator().manual_seed(seed)
+    return [task.train_batch(batch_size, gen, device)[0] for _ in range(num_batches)]
+
+
+def _eval_batches(task: Task, split: str, batch_size: int, max_batches: int | None, device: torch.device
+                  ) -> list[Batch]:
+    batches = list(task.eval_batches(split, batch_size, max_batches, device))
+    if not batches:
+        raise ValueError(f"the {split!r} split gives no evaluation batches")
+    return batches
+
+
+def evaluate_model(
+    model: nn.Module,
+    task: Task,
+    split: str = "val",
+    batch_size: int = 64,
+    max_batches: int | None = None,
+    bn_batches: int = 0,
+    bn_batch_size: int | None = None,
+    seed: int = 0,
+    precision: str = "auto",
+) -> dict[str, float]:
+    """Loss and accuracy of a plain module (e.g. an exported subnet) with the recipe `evaluate` uses.
+
+    With ``bn_batches > 0`` its BatchNorm statistics are first recalibrated on the same training batches that
+    `evaluate` uses for the corresponding arch of the supernet (and kept: the module is changed in place), so
+    an exported subnet scores what the search measured. With ``bn_batches=0`` the module is evaluated as it is.
+    The module is left in eval mode.
+    """
+    dev = resolve_device(None, model)
+    if bn_batches > 0 and batchnorm_modules(model):
+        recalibrate_bn(model, calibration_batches(task, bn_batches, bn_batch_size or batch_size, seed, dev),
+                       num_batches=bn_batches, device=dev)
+    model.eval()
+    return _evaluate_batches(model, task, _eval_batches(task, split, batch_size, max_batches, dev), precision, dev)
+
+
 def evaluate(
     space: SuperModule,
     arch: Mapping[str, Any] | None,
@@ -169,13 +210,8 @@ def evaluate_many(
     previous_arch, was_training = space.arch, space.training
     bns = batchnorm_modules(space)
     saved = _bn_buffers(bns) if (bns and restore) else None
-    eval_batches = list(task.eval_batches(split, batch_size, max_batches, dev))
-    if not eval_batches:
-        raise ValueError(f"the {split!r} split gives no evaluation batches")
-    calib: list[torch.Tensor] = []
-    if bns:
-        gen = torch.Generator().manual_seed(seed)
-        calib = [task.train_batch(bn_batch_size or batch_size, gen, dev)[0] for _ in range(bn_batches)]
+    eval_batches = _eval_batches(task, split, batch_size, max_batches, dev)
+    calib = calibration_batches(task, bn_batches, bn_batch_size or batch_size, seed, dev) if bns else []
     results = []
     bar = None
     if progress:

@@ -5,20 +5,20 @@ from __future__ import annotations
 import math
 import os
 import platform
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from .. import files
+from ..seeding import seed_everything
 from ..space import SuperModule
 from . import checkpoint as ck
-from .config import TrainConfig
+from .config import TrainConfig, validate_model
 from .context import TouchAll, TrainContext
 from .distributed import DistInfo, barrier, setup_distributed
 from .evaluate import evaluate_many, resolve_device
@@ -84,12 +84,6 @@ def make_optimizer(space: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _set_deterministic(device: torch.device) -> None:
@@ -167,6 +161,7 @@ def train(
     run_dir: str | Path | None = None,
     device: str | torch.device = "auto",
     resume: bool = False,
+    pipeline: Mapping[str, Any] | None = None,
 ) -> Run:
     """Train a supernet with a strategy; checkpoint to ``run_dir``; resume exactly with ``resume=True``.
 
@@ -180,6 +175,8 @@ def train(
         run_dir: directory for ``run.json``, ``metrics.jsonl`` and checkpoints (None: write nothing).
         device: ``"auto"`` (cuda if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         resume: continue from the latest checkpoint in ``run_dir`` (starts fresh if there is none yet).
+        pipeline: the whole pipeline config (``supernet train``) to record as ``run_dir/pipeline.json``, written
+            only once every check passed, so a refused run leaves an existing run directory untouched.
 
     Under ``torchrun --nproc_per_node K`` the same call trains with DistributedDataParallel; every rank runs
     the same archs each step; ``config.batch_size`` is the global batch (split evenly over ranks).
@@ -218,7 +215,7 @@ def train(
         )
     if config.deterministic:
         _set_deterministic(dev)
-    _seed_everything(config.seed + info.rank)
+    seed_everything(config.seed + info.rank)
 
     block = config.block_size or getattr(space.net, "block_size", None)
     task = make_task(data, block_size=block, seed=config.seed)
@@ -226,8 +223,8 @@ def train(
     ckpt_path = ck.latest_checkpoint(run_path) if run_path is not None else None
     if ckpt_path is not None and not resume:
         raise FileExistsError(
-            f"{run_path} already holds a run (checkpoint {ckpt_path.name}); pass resume=True to continue it "
-            "or choose another run_dir"
+            f"{run_path} already holds a run (checkpoint {ckpt_path.name}): resume it (resume=True; on the command "
+            "line --resume) or choose another run directory; nothing was written"
         )
 
     space.to(dev)
@@ -254,11 +251,13 @@ def train(
         ck.truncate_metrics(run_path / ck.METRICS, start) if info.is_main else None
     if run_path is not None and info.is_main:
         _write_run_json(run_path, space, strat, config, task, start, "running", None, None)
+        if pipeline is not None:
+            files.write_json(run_path / ck.PIPELINE_JSON, dict(pipeline))
     barrier(info)
 
     run = Run(space, config, strat, task, run_path, start, [], [], None, space.spec)
     if run_path is not None:
-        run.history = [r for r in ck.read_jsonl(run_path / ck.METRICS) if int(r.get("step", 0)) <= start]
+        run.history = [r for r in files.read_jsonl(run_path / ck.METRICS) if int(r.get("step", 0)) <= start]
     bar = _Progress(config.progress and info.is_main, config.steps, start, f"train {strat.name}")
     pending: list[Any] = []
     t_last, steps_since = time.perf_counter(), 0
@@ -307,7 +306,7 @@ def train(
                 run.history.append(record)
                 bar.show(record)
                 if run_path is not None and info.is_main:
-                    ck.append_jsonl(run_path / ck.METRICS, record)
+                    files.append_jsonl(run_path / ck.METRICS, record)
             if run_path is not None and (
                 (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps
             ):
@@ -321,7 +320,7 @@ def train(
             wrapper.close()
     run.final_arch = strat.final_arch(ctx)
     if run_path is not None and info.is_main:
-        ck.write_tensors(run_path / ck.FINAL_WEIGHTS, space.state_dict(), metadata={"step": str(run.step)})
+        files.write_tensors(run_path / ck.FINAL_WEIGHTS, space.state_dict(), metadata={"step": str(run.step)})
         _write_run_json(run_path, space, strat, config, task, run.step, "done", run.final_arch, run.metrics)
     barrier(info)
     return run
@@ -331,7 +330,7 @@ def _write_run_json(
     run_dir: Path, space: SuperModule, strat: Strategy, config: TrainConfig, task: Task, step: int, status: str,
     final_arch: dict[str, Any] | None, metrics: dict[str, Any] | None,
 ) -> None:
-    ck.write_json(
+    files.write_json(
         run_dir / ck.RUN_JSON,
         {
             "format": ck.RUN_FORMAT,
@@ -396,30 +395,27 @@ def _restore(path: Path, space: SuperModule, optimizer: torch.optim.Optimizer, s
         if dev.type == "cuda" and "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
     else:  # other ranks: fresh but reproducible streams (only dropout-like randomness uses them)
-        _seed_everything(config.seed + info.rank + 7919 * int(state["step"]))
+        seed_everything(config.seed + info.rank + 7919 * int(state["step"]))
     return int(state["step"])
 
 
 def load_run(run_dir: str | Path, space: SuperModule | None = None, device: str | torch.device = "cpu") -> Run:
     """Rebuild a trained supernet from a run directory.
 
-    The space is rebuilt from ``run.json``'s spec with `supernet.spaces.build_space` (pass ``space`` for a
-    user-defined space, which has no spec) and loaded with the latest checkpoint's weights (or the final
-    ``weights.safetensors``).
+    The space is rebuilt from ``run.json``'s spec with `supernet.spaces.build_space` (a ready space, a space
+    registered with ``sn.spaces.register_space``, or a ``module:function`` name); pass ``space`` for a space
+    built by hand, which has no spec. Its weights are those of the latest checkpoint (or the final
+    ``weights.safetensors``), checksum-verified.
     """
     run_path = Path(run_dir)
-    meta_file = run_path / ck.RUN_JSON
-    if not meta_file.exists():
-        raise FileNotFoundError(f"{run_path} is not a run directory (no {ck.RUN_JSON})")
-    meta = ck.read_json(meta_file)
-    if meta.get("format") != ck.RUN_FORMAT:
-        raise ValueError(f"{meta_file} is not a supernet run (format {meta.get('format')!r})")
+    meta = ck.read_run_json(run_path)
     spec = meta.get("space")
     if space is None:
         if not spec:
             raise ValueError(
-                f"{run_path} was trained on a user-defined space (no spec in run.json): pass the same space as "
-                "load_run(run_dir, space=...)"
+                f"{run_path} was trained on a space built by hand (run.json records no space spec), so it cannot "
+                "be rebuilt by name: register the space (@sn.spaces.register_space) or name it as 'module:function' "
+                "in the config, or pass the same space as load_run(run_dir, space=...)"
             )
         from ..spaces import build_space
 
@@ -427,23 +423,29 @@ def load_run(run_dir: str | Path, space: SuperModule | None = None, device: str 
     ckpt = ck.latest_checkpoint(run_path)
     dev = resolve_device(device)
     if ckpt is not None:
-        weights = ck.read_tensors(ckpt / "weights.safetensors", dev)
-        step = int(ck.read_json(run_path / ck.LATEST)["step"])
+        weights = files.read_tensors(ckpt / "weights.safetensors", dev, "checkpoint weights file")
+        step = int(files.read_json(run_path / ck.LATEST, ck.LatestFile)["step"])
     elif (run_path / ck.FINAL_WEIGHTS).exists():
-        weights = ck.read_tensors(run_path / ck.FINAL_WEIGHTS, dev)
+        weights = files.read_tensors(run_path / ck.FINAL_WEIGHTS, dev, "supernet weights file")
         step = int(meta.get("step", 0))
     else:
         raise FileNotFoundError(f"{run_path} holds no weights yet (no checkpoint, no {ck.FINAL_WEIGHTS})")
     space.to(dev)
-    try:
-        space.load_state_dict(weights)
-    except RuntimeError as err:
-        raise ValueError(f"the weights in {run_path} do not fit the space: {err}") from None
-    config = TrainConfig.from_dict(meta.get("config", {}))
+    expected = space.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    wrong = [k for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"the weights in {run_path} do not fit its space: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"wrong shapes {wrong[:5]}"
+        )
+    space.load_state_dict(weights)
+    config = validate_model(TrainConfig, meta.get("config", {}), f"{run_path / ck.RUN_JSON}: config")
     strat_meta = meta.get("strategy", {})
     try:
         strat: Strategy | None = make_strategy(strat_meta.get("name", ""), strat_meta.get("options", {}))
     except ValueError:
         strat = None
-    history = ck.read_jsonl(run_path / ck.METRICS)
+    history = files.read_jsonl(run_path / ck.METRICS)
     return Run(space, config, strat, None, run_path, step, history, [], meta.get("final_arch"), spec)
