@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 DIGEST_KEY = "sha256"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -161,14 +161,16 @@ def read_text(path: str | os.PathLike[str], what: str = "text file") -> str:
         raise FileFormatError(path, f"is not UTF-8 text (byte {err.start}); expected a {what}") from None
 
 
-def read_json(path: str | os.PathLike[str], model: type[BaseModel] | None = None, what: str | None = None) -> Any:
+def read_json(path: str | os.PathLike[str], model: Any = None, what: str | None = None) -> Any:
     """Parse a JSON file and, with ``model``, check its shape; returns the parsed JSON data.
+
+    ``model`` is a pydantic model class or any type pydantic can validate (``list[Entry]``, ``dict[str, float]``).
 
     Raises:
         FileNotFoundError: no such file.
         FileFormatError: not UTF-8, not JSON, or not of the shape ``model`` describes (naming the first bad key).
     """
-    what = what or (f"{model.__name__} JSON file" if model is not None else "JSON file")
+    what = what or (f"{getattr(model, '__name__', model)} JSON file" if model is not None else "JSON file")
     text = read_text(path, what)
     try:
         data = json.loads(text)
@@ -180,16 +182,16 @@ def read_json(path: str | os.PathLike[str], model: type[BaseModel] | None = None
     return data
 
 
-def check_shape(path: str | os.PathLike[str], data: Any, model: type[BaseModel], what: str | None = None) -> None:
-    """Validate parsed JSON ``data`` of file ``path`` against ``model``, raising `FileFormatError`."""
+def check_shape(path: str | os.PathLike[str], data: Any, model: Any, what: str | None = None) -> None:
+    """Validate parsed JSON ``data`` of file ``path`` against ``model`` (a type), raising `FileFormatError`."""
     try:
-        model.model_validate(data)
+        TypeAdapter(model).validate_python(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         got = type(data).__name__ if not first["loc"] else first.get("input")
         got_text = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
-        what = what or f"{model.__name__} JSON file"
+        what = what or f"{getattr(model, '__name__', model)} JSON file"
         raise FileFormatError(path, f"not a valid {what}: {where}: {first['msg']} (got {got_text})") from None
 
 

@@ -23,7 +23,6 @@ Output directory::
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..files import write_json
+from ..files import FileModel, read_json, write_json
 from .cifar import ImageSplits, cifar10_splits
 from .metrics import Estimate, bootstrap_ci, kendall_tau, ranking_report, regret, relative_improvement
 from .report import PAPER_TAUS, README_FLOPS_TAU_ALL, scatter_plot, write_summary
@@ -214,8 +213,33 @@ def choose_archs(table: Table, k: int, seed: int, metric: str) -> list[dict[str,
     return out
 
 
+class _ArchEntry(FileModel):
+    key: str
+    role: str
+    sampled: bool = False
+
+
+class _Timing(FileModel):
+    train_s: float
+    eval_s: float
+    total_s: float
+    sessions: int
+
+
+_FILES: dict[str, Any] = {
+    "bench.json": (dict[str, Any], "benchmark settings"),
+    "archs.json": (list[_ArchEntry], "list of benchmarked archs"),
+    "timing.json": (_Timing, "benchmark timing record"),
+    "evaluations.json": (dict[str, dict[str, float]], "map arch key -> {accuracy, loss, count}"),
+}
+
+
 def _read_json(path: Path, default: Any) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+    """A benchmark state file, shape-checked (``default`` when it does not exist yet)."""
+    if not path.is_file():
+        return default
+    shape, what = _FILES[path.name]
+    return read_json(path, shape, what)
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write, write_json
+from ..files import atomic_write, read_json, write_json
 
 ARCH_COLUMN = "arch"
 TABLE_FORMAT = "supernet-table"
@@ -253,10 +253,7 @@ def load_table(path: str | Path, space: str | None = None) -> Table:
     suffix = path.suffix.lower()
     metadata: dict[str, Any] = {"source": str(path)}
     if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise TableError(f"{path}: not valid JSON ({err})") from None
+        data = read_json(path, what="benchmark table (JSON)")
         if not isinstance(data, dict):
             raise TableError(f"{path}: expected a JSON object {{arch key: {{metric: number}}}}")
         if data.get("format") == TABLE_FORMAT:

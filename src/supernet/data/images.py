@@ -8,13 +8,11 @@ archive with PIL, optionally downsamples and subsets them, and caches the decode
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import tarfile
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -26,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
+
+from ..files import atomic_write
 
 # Per-channel statistics of the CIFAR-10 training set, on pixels scaled to [0, 1].
 CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
@@ -271,17 +271,14 @@ def _read_cache(cache_file: Path) -> ImageData | None:
 
 def _write_cache(cache_file: Path, data: ImageData) -> None:
     """Write atomically: a temp file in the same directory, then ``os.replace``, so readers never see half a file."""
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # Uncompressed: JPEG-decoded pixels barely compress, and loading stays ~0.5 s for 50k images.
-            np.savez(handle, images=data.images, labels=data.labels, classes=np.array(data.classes, dtype=str))
-        os.replace(tmp_name, cache_file)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    # Uncompressed: JPEG-decoded pixels barely compress, and loading stays ~0.5 s for 50k images.
+    atomic_write(
+        cache_file,
+        lambda handle: np.savez(
+            handle, images=data.images, labels=data.labels, classes=np.array(data.classes, dtype=str)
+        ),
+        binary=True,
+    )
 
 
 def _read_members(tarball: Path) -> list[tuple[str, str, bytes]]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..files import write_bytes
 
 
 def plot_alpha_history(
@@ -47,15 +48,9 @@ def plot_alpha_history(
     for k in range(len(names), rows * cols):
         axes[k // cols][k % cols].axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
+    buf = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, path)
+        fig.savefig(buf, format="png", dpi=80)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_bytes(path, buf.getvalue())

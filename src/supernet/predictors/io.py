@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
 
+from ..files import FileModel, read_json, write_text
 from .gbdt import GBDTPredictor
 from .pretrain import PretrainedGBDTPredictor
 
@@ -18,16 +18,18 @@ FORMAT = "supernet-predictor"
 VERSION = 1
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class PredictorFile(FileModel):
+    """A saved predictor: its kind, settings and LightGBM boosters as text."""
+
+    format: Literal["supernet-predictor"]
+    version: int
+    kind: Literal["GBDTPredictor", "PretrainedGBDTPredictor"]
+    n_models: int
+    rounds: int
+    params: dict[str, Any]
+    seed: int
+    choices: dict[str, list[Any]]
+    models: list[str]
 
 
 def save_predictor(
@@ -56,19 +58,14 @@ def save_predictor(
             rounds_used=predictor.rounds_used,
         )
     path = Path(path)
-    _write_atomic(path, json.dumps(state))
+    write_text(path, json.dumps(state))
     return path
 
 
 def load_predictor(path: str | os.PathLike[str]) -> GBDTPredictor:
     """Read a predictor written by `save_predictor`."""
     path = Path(path)
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not a predictor file (invalid JSON: {err})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a supernet predictor file (expected format {FORMAT!r})")
+    state = read_json(path, PredictorFile, "supernet predictor file")
     common = dict(n_models=state["n_models"], rounds=state["rounds"], params=state["params"], seed=state["seed"])
     if state["kind"] == "PretrainedGBDTPredictor":
         pred: GBDTPredictor = PretrainedGBDTPredictor(state["choices"], mode=state["mode"], **common)

@@ -9,6 +9,7 @@ because an unused decision differed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,71 @@ def active_decisions(space: SuperModule, arch: Mapping[str, Any]) -> set[str]:
         return names
     finally:
         space.set_arch(previous)
+
+
+def _decisions_in(module: nn.Module) -> set[str]:
+    """Names of every decision read by a searchable module anywhere under ``module``."""
+    names: set[str] = set()
+    for m in module.modules():
+        if isinstance(m, Searchable):
+            for value in m.search_values().values():
+                if isinstance(value, Value):
+                    names.update(c.name for c in value.leaves() if c.name is not None)
+    return names
+
+
+def _gating_decisions(space: SuperModule) -> list[str]:
+    """The decisions that switch other decisions on or off, outermost first.
+
+    These are the depth of a `Repeat` whose blocks hold decisions and the choice of a `LayerChoice` whose
+    candidates hold decisions; which decisions are active depends on the values of these alone.
+    """
+    out: dict[str, None] = {}
+    for module in space.net.modules():  # pre-order: an enclosing module comes before the ones inside it
+        if isinstance(module, Repeat):
+            gated = any(_decisions_in(b) for b in module.blocks)
+        elif isinstance(module, LayerChoice):
+            gated = any(_decisions_in(c) for c in module.candidates.values())
+        else:
+            continue
+        if gated:
+            for value in module.search_values().values():
+                if isinstance(value, Value):
+                    out.update(dict.fromkeys(c.name for c in value.leaves() if c.name is not None))
+    return list(out)
+
+
+def count_distinct_archs(space: SuperModule, max_archs: int = 100_000, max_steps: int = 2_000) -> int | None:
+    """How many distinct subnets (distinct `arch_key`\ s) ``space`` has, or None when that is too costly to count.
+
+    Only the decisions that switch others on or off (depths, operation choices holding decisions) are
+    enumerated, each once its enclosing ones are fixed; the other active decisions multiply the count. A space
+    with more than ``max_archs`` arch dicts, or needing more than ``max_steps`` active-decision walks, gives None.
+    """
+    if space.num_archs() > max_archs:
+        return None
+    choices = space.choices
+    gating = _gating_decisions(space)
+    default = {name: options[0] for name, options in choices.items()}
+    leaves: dict[tuple[Any, ...], int] = {}
+    steps = 0
+    stack: list[dict[str, Any]] = [{}]
+    while stack:
+        fixed = stack.pop()
+        steps += 1
+        if steps > max_steps:
+            return None
+        arch = default | fixed
+        active = active_decisions(space, arch)
+        todo = [g for g in gating if g in active and g not in fixed]
+        if todo:
+            stack.extend(fixed | {todo[0]: option} for option in choices[todo[0]])
+            continue
+        # Every active gating decision is fixed, so the active set is settled: one group of subnets that
+        # differ only in the free active decisions. Two paths reaching the same group are counted once.
+        signature = tuple(sorted((name, repr(fixed.get(name))) for name in active))
+        leaves[signature] = math.prod(len(choices[n]) for n in active if n not in fixed)
+    return sum(leaves.values())
 
 
 def canonical_json(value: Any) -> str:
