@@ -15,11 +15,12 @@ evaluated has identical metrics (study, ``pareto.json`` front and ``trials.csv``
 archs, its outputs agree with the study, and no temp files are left. It also reports the archs in common and
 the waiting time each resume spent before its first result, beyond the reference's time to first result.
 
-Kill points: ``--kills`` in total (60 % for training, the rest for search; training points that are not used
-because a run finished go to search), each drawn with ``random.Random(--seed)`` uniformly within the expected
-duration of the remaining work: start-up + remaining fraction x work time of the uninterrupted run (+ the mean
-resume wait observed so far, for search). A kill point that falls after the process has finished is "missed":
-it is reported apart and not counted as a kill. Each process runs with one thread (``--threads``).
+Kill points: ``--kills`` in total (60 % for training, the rest for search), each drawn with
+``random.Random(--seed)`` uniformly within the expected duration of the remaining work: start-up + remaining
+fraction x work time of the uninterrupted run (+ the mean resume wait observed so far, for search). A kill point
+that falls after the process has finished is "missed": reported apart, not counted as a kill. When a killed run
+completes while kill points are left, a new round starts on a fresh run dir (or fresh copy), each round checked
+against the same reference. Each process runs with one thread (``--threads``).
 
     .venv/bin/python benchmarks/kill_resume.py --kills 20 --seed 0
     .venv/bin/python benchmarks/kill_resume.py --kills 6 --steps 200 --trials 12 --keep   # quick look; keeps files
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -67,7 +69,7 @@ train:
   log_every: 1
   deterministic: true
   progress: false
-search: {{strategy: evolution, objectives: [loss, params], trials: {trials}, eval_batches: 4, eval_batch_size: 32}}
+search: {{strategy: evolution, objectives: [loss, params], trials: {trials}, eval_batches: 32, eval_batch_size: 64}}
 """
 
 
@@ -75,6 +77,7 @@ search: {{strategy: evolution, objectives: [loss, params], trials: {trials}, eva
 class Attempt:
     """One process start: how it ended and how far the run was before and after."""
 
+    round: int
     resume: bool
     kill_at: float | None
     outcome: str  # killed | missed | done | failed | timeout
@@ -87,14 +90,16 @@ class Attempt:
 
 @dataclass
 class Phase:
-    """Result of one phase (training or search)."""
+    """Result of one phase (training or search), over all its rounds."""
 
     name: str
     kill_points: int
     attempts: list[Attempt] = field(default_factory=list)
     ref_s: float = 0.0
     killed_s: float = 0.0
-    identical: bool = False
+    rounds: int = 0
+    checked: int = 0  # rounds that completed and were compared with the reference
+    identical: bool = True
     re_evals: int | None = None
     leftovers: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -114,7 +119,7 @@ class Phase:
 
     @property
     def ok(self) -> bool:
-        return self.identical and not self.failures and not self.leftovers and not self.re_evals
+        return self.checked > 0 and self.identical and not self.failures and not self.leftovers and not self.re_evals
 
 
 # ---------------------------------------------------------------- processes
@@ -133,8 +138,9 @@ def supernet_cmd(*args: str) -> list[str]:
     return [sys.executable, "-c", CLI, *args]
 
 
-def run_process(cmd: list[str], env: dict[str, str], log: Path, kill_at: float | None, timeout: float
-                ) -> tuple[str, int, float]:
+def run_process(
+    cmd: list[str], env: dict[str, str], log: Path, kill_at: float | None, timeout: float
+) -> tuple[str, int, float]:
     """Start ``cmd`` in a new session; SIGKILL its process group after ``kill_at`` s (None: let it finish).
 
     Returns (outcome, exit status, seconds): ``killed``; ``missed`` (it finished before the kill point);
@@ -176,6 +182,46 @@ def leftover_temp_files(root: Path) -> list[str]:
         found += [str(Path(dirpath, d).relative_to(root)) + "/" for d in dirnames if d.startswith(".step-")]
         found += [str(Path(dirpath, f).relative_to(root)) for f in filenames if f.endswith(".tmp")]
     return sorted(found)
+
+
+def kill_loop(
+    phase: Phase,
+    rnd: int,
+    points: int,
+    rng: random.Random,
+    cmd_for: Callable[[bool], list[str]],
+    progress: Callable[[], float],
+    expected_for: Callable[[float], float],
+    env: dict[str, str],
+    log: Path,
+    timeout: float,
+    on_attempt: Callable[[Attempt, datetime], None] | None = None,
+) -> tuple[int, bool]:
+    """Start, kill at random points, resume until the run completes; returns (kill points used, completed).
+
+    While kill points are left, each start draws one uniformly within ``expected_for(progress)`` seconds.
+    """
+    used = 0
+    while True:
+        resume = any(a.round == rnd for a in phase.attempts)
+        before = progress()
+        kill_at = rng.uniform(0.0, expected_for(before)) if used < points else None
+        used += kill_at is not None
+        launched = datetime.now()
+        outcome, rc, elapsed = run_process(cmd_for(resume), env, log, kill_at, timeout)
+        attempt = Attempt(rnd, resume, kill_at, outcome, rc, elapsed, before, progress())
+        if on_attempt is not None:
+            on_attempt(attempt, launched)
+        phase.attempts.append(attempt)
+        if outcome == "killed":
+            continue
+        if outcome in ("failed", "timeout"):
+            phase.failures.append(
+                f"round {rnd}, attempt {len(phase.attempts)} ({'resume' if resume else 'start'}) {outcome} "
+                f"(exit {rc}) after {elapsed:.1f} s:\n{log_tail(log)}"
+            )
+            return used, False
+        return used, True
 
 
 # ---------------------------------------------------------------- training
@@ -222,8 +268,9 @@ def compare_weights(a: Path, b: Path) -> tuple[bool, str]:
     return True, f"{len(wa)} tensors bit-identical"
 
 
-def train_phase(args: argparse.Namespace, work: Path, env: dict[str, str], rng: random.Random, kill_points: int
-                ) -> tuple[Phase, Path]:
+def train_phase(
+    args: argparse.Namespace, work: Path, env: dict[str, str], rng: random.Random, kill_points: int
+) -> tuple[Phase, Path]:
     phase = Phase("train", kill_points)
     cfg = work / "train.yaml"
     cfg.write_text(CONFIG.format(steps=args.steps, checkpoint_every=args.checkpoint_every, trials=args.trials))
@@ -251,67 +298,82 @@ def train_phase(args: argparse.Namespace, work: Path, env: dict[str, str], rng: 
     phase.notes.append(f"reference: {args.steps} steps in {phase.ref_s:.1f} s (start-up {startup:.1f} s)")
     timeout = max(120.0, 5 * phase.ref_s + 60)
 
-    # Run B: killed at random points, resumed until it completes.
-    start = time.perf_counter()
+    # Runs B1, B2, ...: killed at random points and resumed until complete; a new round while points are left.
+    left = kill_points
     while True:
-        before = train_progress(run_b, args.steps)
-        expected = startup + (1.0 - before) * work_s
-        kill_at = rng.uniform(0.0, expected) if phase.kills < kill_points else None
-        resume = bool(phase.attempts)
-        cmd = supernet_cmd("train", str(cfg), "--run-dir", str(run_b), *(["--resume"] if resume else []))
-        outcome, rc, elapsed = run_process(cmd, env, logs / "train-B.log", kill_at, timeout)
-        phase.attempts.append(Attempt(resume, kill_at, outcome, rc, elapsed, before, train_progress(run_b, args.steps)))
-        if outcome == "killed":
-            continue
-        if outcome in ("failed", "timeout"):
-            phase.failures.append(
-                f"attempt {len(phase.attempts)} ({'resume' if resume else 'start'}) {outcome} (exit {rc}) "
-                f"after {elapsed:.1f} s:\n{log_tail(logs / 'train-B.log')}"
-            )
-        break
-    phase.killed_s = time.perf_counter() - start
-    if phase.failures:
-        return phase, run_a
+        phase.rounds += 1
+        run_b = work / f"train-B{phase.rounds}"
+        t0 = time.perf_counter()
+        used, completed = kill_loop(
+            phase,
+            phase.rounds,
+            left,
+            rng,
+            lambda resume, run_b=run_b: supernet_cmd(
+                "train", str(cfg), "--run-dir", str(run_b), *(["--resume"] if resume else [])
+            ),
+            lambda run_b=run_b: train_progress(run_b, args.steps),
+            lambda before: startup + (1.0 - before) * work_s,
+            env,
+            logs / f"train-B{phase.rounds}.log",
+            timeout,
+        )
+        phase.killed_s += time.perf_counter() - t0
+        left -= used
+        if not completed:
+            break
+        check_training(phase, run_a, run_b, f"round {phase.rounds} ({run_b.name})")
+        if left <= 0:
+            break
+    return phase, run_a
 
-    # Checks.
+
+def check_training(phase: Phase, run_a: Path, run_b: Path, label: str) -> None:
+    """Compare finished run B with reference A: weights, metrics log, checkpoints, run.json, temp files."""
+    fails: list[str] = []
     same, detail = compare_weights(run_a / "weights.safetensors", run_b / "weights.safetensors")
-    phase.notes.append(f"weights.safetensors: {detail}")
     if not same:
-        phase.failures.append(f"final weights differ: {detail}")
+        fails.append(f"final weights differ: {detail}")
     rec_a, bad_a = read_metrics(run_a / "metrics.jsonl")
     rec_b, bad_b = read_metrics(run_b / "metrics.jsonl")
     if bad_a or bad_b:
-        phase.failures.append(f"metrics.jsonl lines that are not JSON records: A {bad_a}, B {bad_b}")
+        fails.append(f"metrics.jsonl lines that are not JSON records: A {bad_a}, B {bad_b}")
     sl_a = [(r.get("step"), r.get("loss")) for r in rec_a]
     sl_b = [(r.get("step"), r.get("loss")) for r in rec_b]
     if sl_a != sl_b:
         first = next((i for i, (x, y) in enumerate(zip(sl_a, sl_b, strict=False)) if x != y), min(len(sl_a), len(sl_b)))
         at_a, at_b = (sl[first] if first < len(sl) else None for sl in (sl_a, sl_b))
-        phase.failures.append(
+        fails.append(
             f"metrics.jsonl (step, loss) differ: A has {len(sl_a)} records, B {len(sl_b)}; first difference at "
             f"record {first}: A {at_a}, B {at_b}"
         )
         same = False
     else:
-        phase.notes.append(f"metrics.jsonl: {len(sl_a)} (step, loss) records identical")
         strip = [[{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in recs] for recs in (rec_a, rec_b)]
         if strip[0] != strip[1]:
             i = next(i for i, (x, y) in enumerate(zip(*strip, strict=True)) if x != y)
             ra, rb = strip[0][i], strip[1][i]
             keys = sorted(k for k in ra.keys() | rb.keys() if ra.get(k) != rb.get(k))
-            phase.failures.append(f"metrics.jsonl record {i} (step {sl_a[i][0]}) differs in {keys}")
+            fails.append(f"metrics.jsonl record {i} (step {sl_a[i][0]}) differs in {keys}")
             same = False
     ck_a = sorted(p.name for p in (run_a / "checkpoints").iterdir())
     ck_b = sorted(p.name for p in (run_b / "checkpoints").iterdir())
     if ck_a != ck_b:
-        phase.failures.append(f"checkpoint directories differ: A {ck_a}, B {ck_b}")
+        fails.append(f"checkpoint directories differ: A {ck_a}, B {ck_b}")
     meta_a, meta_b = (json.loads((r / "run.json").read_text()) for r in (run_a, run_b))
     for key in ("status", "step", "final_arch"):
         if meta_a.get(key) != meta_b.get(key):
-            phase.failures.append(f"run.json {key!r} differs: A {meta_a.get(key)!r}, B {meta_b.get(key)!r}")
-    phase.identical = same
-    phase.leftovers = leftover_temp_files(run_b)
-    return phase, run_a
+            fails.append(f"run.json {key!r} differs: A {meta_a.get(key)!r}, B {meta_b.get(key)!r}")
+    leftovers = leftover_temp_files(run_b)
+    phase.checked += 1
+    phase.identical = phase.identical and same
+    phase.leftovers += [f"{run_b.name}/{f}" for f in leftovers]
+    phase.failures += [f"{label}: {f}" for f in fails]
+    if not fails:
+        phase.notes.append(
+            f"{label}: {detail}; {len(sl_a)} metrics records (step, loss, ...) identical; "
+            f"checkpoints {ck_b} as in A; {len(leftovers)} temp files"
+        )
 
 
 # ---------------------------------------------------------------- search
@@ -345,8 +407,10 @@ def load_trials(run: Path) -> list[TrialRow]:
         study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
     except KeyError:  # killed before the study was created
         return []
-    rows = [TrialRow(t.number, t.state.name, dict(t.user_attrs), t.datetime_start, t.datetime_complete)
-            for t in study.get_trials(deepcopy=False)]
+    rows = [
+        TrialRow(t.number, t.state.name, dict(t.user_attrs), t.datetime_start, t.datetime_complete)
+        for t in study.get_trials(deepcopy=False)
+    ]
     engine = getattr(storage, "engine", None)
     if engine is not None:
         engine.dispose()
@@ -376,8 +440,9 @@ def first_result_after(rows: list[TrialRow], launched: datetime) -> float | None
     return (min(done) - launched).total_seconds() if done else None
 
 
-def search_outputs(run: Path, rows: list[TrialRow]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]],
-                                                              list[str]]:
+def search_outputs(
+    run: Path, rows: list[TrialRow]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]], list[str]]:
     """(front key -> metrics from pareto.json, key -> trials.csv metric cells, problems with the outputs)."""
     problems: list[str] = []
     pareto = json.loads((run / "search" / "pareto.json").read_text())
@@ -405,112 +470,145 @@ def search_outputs(run: Path, rows: list[TrialRow]) -> tuple[dict[str, dict[str,
     return front, table, problems
 
 
-def search_phase(args: argparse.Namespace, work: Path, env: dict[str, str], rng: random.Random, kill_points: int,
-                 trained: Path) -> Phase:
+def search_phase(
+    args: argparse.Namespace, work: Path, env: dict[str, str], rng: random.Random, kill_points: int, trained: Path
+) -> Phase:
     phase = Phase("search", kill_points)
     logs = work / "logs"
-    ref, killed = work / "search-ref", work / "search-killed"
-    for dst in (ref, killed):
-        shutil.copytree(trained, dst, ignore=shutil.ignore_patterns("search"))
+    ref = work / "search-ref"
+    shutil.copytree(trained, ref, ignore=shutil.ignore_patterns("search"))
 
     def cmd(run: Path) -> list[str]:
-        return supernet_cmd("search", str(run), "--trials", str(args.trials), "--strategy", "evolution",
-                            "--no-progress", "--device", "cpu")
+        return supernet_cmd(
+            "search",
+            str(run),
+            "--trials",
+            str(args.trials),
+            "--strategy",
+            "evolution",
+            "--no-progress",
+            "--device",
+            "cpu",
+        )
 
-    timeout = 600.0
+    def progress(run: Path) -> float:
+        return min(1.0, len(complete_keys(load_trials(run))) / args.trials)
+
     launched = datetime.now()
-    outcome, rc, phase.ref_s = run_process(cmd(ref), env, logs / "search-ref.log", None, timeout)
+    outcome, rc, phase.ref_s = run_process(cmd(ref), env, logs / "search-ref.log", None, 600.0)
     if outcome != "done":
         phase.failures.append(f"reference search {outcome} (exit {rc}):\n{log_tail(logs / 'search-ref.log')}")
         return phase
     ref_rows = load_trials(ref)
     ref_first = first_result_after(ref_rows, launched) or 0.0
     work_s = max(phase.ref_s - ref_first, 1e-3)
-    phase.notes.append(f"reference: {args.trials} archs in {phase.ref_s:.1f} s (first result after {ref_first:.1f} s)")
-    timeout = max(300.0, 5 * phase.ref_s + 120)
-
-    waits: list[float] = []
-    start = time.perf_counter()
-    while True:
-        rows = load_trials(killed)
-        before = min(1.0, len(complete_keys(rows)) / args.trials)
-        expected = ref_first + (1.0 - before) * work_s + (statistics.mean(waits) if waits else 0.0)
-        kill_at = rng.uniform(0.0, expected) if phase.kills < kill_points else None
-        resume = bool(phase.attempts)
-        launched = datetime.now()
-        outcome, rc, elapsed = run_process(cmd(killed), env, logs / "search-killed.log", kill_at, timeout)
-        rows = load_trials(killed)
-        after = min(1.0, len(complete_keys(rows)) / args.trials)
-        attempt = Attempt(resume, kill_at, outcome, rc, elapsed, before, after, first_result_after(rows, launched))
-        phase.attempts.append(attempt)
-        if resume and attempt.first_result is not None:
-            waits.append(max(0.0, attempt.first_result - ref_first))
-        if outcome == "killed":
-            continue
-        if outcome in ("failed", "timeout"):
-            phase.failures.append(
-                f"attempt {len(phase.attempts)} ({'resume' if resume else 'start'}) {outcome} (exit {rc}) "
-                f"after {elapsed:.1f} s:\n{log_tail(logs / 'search-killed.log')}"
-            )
-        break
-    phase.killed_s = time.perf_counter() - start
-    if phase.failures:
-        return phase
-
-    # Checks.
-    rows = load_trials(killed)
-    ref_keys, kil_keys = complete_keys(ref_rows), complete_keys(rows)
-    for name, keys in (("reference", ref_keys), ("killed", kil_keys)):
-        if len(keys) < args.trials:
-            phase.failures.append(f"{name} study has {len(keys)} distinct archs, {args.trials} requested")
-    n_ev, n_keys, phase.re_evals = re_evaluations(rows)
     ref_ev, ref_keys_ev, ref_re = re_evaluations(ref_rows)
+    phase.notes.append(
+        f"reference: {args.trials} archs in {phase.ref_s:.1f} s (first result after {ref_first:.1f} s; "
+        f"{ref_ev} evaluations of {ref_keys_ev} distinct archs)"
+    )
     if ref_re:
         phase.failures.append(f"the reference search evaluated {ref_re} archs twice")
+    if len(complete_keys(ref_rows)) < args.trials:
+        phase.failures.append(
+            f"the reference study has {len(complete_keys(ref_rows))} distinct archs, {args.trials} requested"
+        )
+    timeout = max(300.0, 5 * phase.ref_s + 120)
+    waits: list[float] = []
+
+    def on_attempt(attempt: Attempt, launched: datetime, run: Path) -> None:
+        attempt.first_result = first_result_after(load_trials(run), launched)
+        if attempt.resume and attempt.first_result is not None:
+            waits.append(max(0.0, attempt.first_result - ref_first))
+
+    left = kill_points
+    phase.re_evals = 0
+    while True:
+        phase.rounds += 1
+        killed = work / f"search-killed{phase.rounds}"
+        shutil.copytree(trained, killed, ignore=shutil.ignore_patterns("search"))
+        t0 = time.perf_counter()
+        used, completed = kill_loop(
+            phase,
+            phase.rounds,
+            left,
+            rng,
+            lambda resume, killed=killed: cmd(killed),
+            lambda killed=killed: progress(killed),
+            lambda before: ref_first + (1.0 - before) * work_s + (statistics.mean(waits) if waits else 0.0),
+            env,
+            logs / f"{killed.name}.log",
+            timeout,
+            lambda attempt, launched, killed=killed: on_attempt(attempt, launched, killed),
+        )
+        phase.killed_s += time.perf_counter() - t0
+        left -= used
+        if not completed:
+            break
+        check_search(phase, args, ref, ref_rows, killed, f"round {phase.rounds} ({killed.name})")
+        if left <= 0:
+            break
+    resumed = [a for a in phase.attempts if a.resume]
+    blind = sum(a.first_result is None for a in resumed)
     phase.notes.append(
-        f"killed study: {n_ev} evaluations of {n_keys} distinct archs (reference: {ref_ev} of {ref_keys_ev})"
+        f"wait of each resume before its first result, beyond the reference's {ref_first:.1f} s: "
+        f"[{', '.join(f'{w:.1f}' for w in waits)}] s"
+        + (f"; {blind} resumes were killed before any result" if blind else "")
     )
+    return phase
+
+
+def check_search(
+    phase: Phase, args: argparse.Namespace, ref: Path, ref_rows: list[TrialRow], killed: Path, label: str
+) -> None:
+    """Compare a finished killed-and-resumed search with the reference on the archs both evaluated."""
+    fails: list[str] = []
+    rows = load_trials(killed)
+    n_distinct = len(complete_keys(rows))
+    if n_distinct < args.trials:
+        fails.append(f"the study has {n_distinct} distinct archs, {args.trials} requested")
+    n_ev, n_keys, re_evals = re_evaluations(rows)
+    phase.re_evals = (phase.re_evals or 0) + re_evals
+    if re_evals:
+        fails.append(f"{re_evals} archs were evaluated twice ({n_ev} evaluations of {n_keys} archs)")
     states: dict[str, int] = {}
     for r in rows:
         states[r.state] = states.get(r.state, 0) + 1
-    phase.notes.append(f"killed study trials by state: {states}")
-    if states.get("RUNNING"):
-        phase.notes.append(f"{states['RUNNING']} trials of killed processes are still RUNNING in the finished study")
-
     m_ref, m_kil = metrics_by_key(ref_rows), metrics_by_key(rows)
     common = sorted(m_ref.keys() & m_kil.keys())
     mismatched = [k for k in common if m_ref[k] != m_kil[k]]
-    same = not mismatched
     if mismatched:
         k = mismatched[0]
-        phase.failures.append(f"{len(mismatched)}/{len(common)} common archs have other metrics, e.g. {k}: "
-                              f"reference {m_ref[k]}, killed {m_kil[k]}")
+        fails.append(
+            f"{len(mismatched)}/{len(common)} common archs have other metrics, e.g. {k}: "
+            f"reference {m_ref[k]}, killed {m_kil[k]}"
+        )
     front_r, table_r, probs_r = search_outputs(ref, ref_rows)
     front_k, table_k, probs_k = search_outputs(killed, rows)
-    phase.failures += [f"reference outputs: {p}" for p in probs_r] + [f"killed-run outputs: {p}" for p in probs_k]
+    fails += [f"reference outputs: {p}" for p in probs_r] + [f"outputs: {p}" for p in probs_k]
     front_common = sorted(front_r.keys() & front_k.keys())
     bad_front = [k for k in front_common if front_r[k] != front_k[k]]
     table_common = sorted(table_r.keys() & table_k.keys())
     bad_table = [k for k in table_common if table_r[k] != table_k[k]]
     if bad_front:
-        phase.failures.append(f"pareto.json: {len(bad_front)} archs on both fronts with other metrics")
+        fails.append(f"pareto.json: {len(bad_front)} archs on both fronts with other metrics")
     if bad_table:
-        phase.failures.append(f"trials.csv: {len(bad_table)} archs in both with other metrics")
-    same = same and not bad_front and not bad_table
-    phase.identical = same
+        fails.append(f"trials.csv: {len(bad_table)} archs in both with other metrics")
+    phase.identical = phase.identical and not mismatched and not bad_front and not bad_table
+    leftovers = leftover_temp_files(killed)
+    phase.checked += 1
+    phase.leftovers += [f"{killed.name}/{f}" for f in leftovers]
+    phase.failures += [f"{label}: {f}" for f in fails]
     phase.notes.append(
-        f"archs in common: {len(common)} of {len(m_ref)} (reference) / {len(m_kil)} (killed) evaluated; "
-        f"{len(front_common)} on both fronts ({len(front_r)} / {len(front_k)}); {len(table_common)} in both trials.csv"
+        f"{label}: {n_distinct} distinct archs, {n_ev} evaluations of {n_keys} archs (re-evaluations {re_evals}); "
+        f"trials by state {states}; archs in common with the reference: {len(common)} of {len(m_ref)}, metrics "
+        f"{'identical' if not mismatched else 'DIFFER'}; {len(front_common)} on both fronts "
+        f"({len(front_r)} / {len(front_k)}); {len(table_common)} in both trials.csv; {len(leftovers)} temp files"
     )
-    resumed = [a for a in phase.attempts if a.resume]
-    measured = [f"{max(0.0, a.first_result - ref_first):.1f}" for a in resumed if a.first_result is not None]
-    blind = sum(a.first_result is None for a in resumed)
-    phase.notes.append(
-        f"resume wait before the first result, beyond the reference's {ref_first:.1f} s: [{', '.join(measured)}] s"
-        + (f"; {blind} resumes were killed before their first result" if blind else "")
-    )
-    phase.leftovers = leftover_temp_files(killed)
-    return phase
+    if states.get("RUNNING"):
+        phase.notes.append(
+            f"{label}: {states['RUNNING']} trials of killed processes are left RUNNING in the finished study"
+        )
 
 
 # ---------------------------------------------------------------- report
@@ -521,24 +619,46 @@ def report(phases: list[Phase], wall: float, args: argparse.Namespace) -> None:
     from rich.table import Table
 
     table = Table(title=f"kill/resume exactness (--kills {args.kills} --seed {args.seed}), wall {wall:.0f} s")
-    for col in ("phase", "kill points", "kills", "missed", "resumes", "bit-identical", "re-evaluations",
-                "leftover temp files", "ref s", "killed s", "result"):
+    for col in (
+        "phase",
+        "kill points",
+        "kills",
+        "missed",
+        "resumes",
+        "rounds",
+        "bit-identical",
+        "re-evaluations",
+        "leftover temp files",
+        "ref s",
+        "killed s",
+        "result",
+    ):
         table.add_column(col, justify="left" if col in ("phase", "result") else "right")
     for p in phases:
         table.add_row(
-            p.name, str(p.kill_points), str(p.kills), str(p.missed), str(p.resumes),
-            "yes" if p.identical else "no", "-" if p.re_evals is None else str(p.re_evals),
-            str(len(p.leftovers)), f"{p.ref_s:.1f}", f"{p.killed_s:.1f}", "ok" if p.ok else "FAIL",
+            p.name,
+            str(p.kill_points),
+            str(p.kills),
+            str(p.missed),
+            str(p.resumes),
+            str(p.rounds),
+            ("yes" if p.identical else "no") if p.checked else "-",
+            "-" if p.re_evals is None else str(p.re_evals),
+            str(len(p.leftovers)),
+            f"{p.ref_s:.1f}",
+            f"{p.killed_s:.1f}",
+            "ok" if p.ok else "FAIL",
         )
     console = Console(width=160)
     console.print(table)
     for p in phases:
         console.print(f"[bold]{p.name}[/bold]")
         for a_i, a in enumerate(p.attempts, 1):
-            kill = "-" if a.kill_at is None else f"{a.kill_at:5.1f}"
+            kill = "  none " if a.kill_at is None else f"{a.kill_at:5.1f} s"
             extra = "" if a.first_result is None else f", first result after {a.first_result:.1f} s"
             console.print(
-                f"  attempt {a_i:2d} {'resume' if a.resume else 'start '}: kill at {kill} s, ran {a.elapsed:5.1f} s, "
+                f"  round {a.round} attempt {a_i:2d} {'resume' if a.resume else 'start '}: kill at {kill}, "
+                f"ran {a.elapsed:5.1f} s, "
                 f"{a.outcome} (exit {a.rc}), progress {a.progress_before:.0%} -> {a.progress_after:.0%}{extra}",
                 highlight=False,
             )
@@ -557,7 +677,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="seeds the kill times")
     ap.add_argument("--workdir", type=Path, help="where runs and logs go (kept; default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the temp work dir")
-    ap.add_argument("--steps", type=int, default=600, help="training steps")
+    ap.add_argument("--steps", type=int, default=800, help="training steps")
     ap.add_argument("--checkpoint-every", type=int, default=10)
     ap.add_argument("--trials", type=int, default=40, help="distinct archs the search evaluates")
     ap.add_argument("--threads", type=int, default=1, help="threads per process (OMP_NUM_THREADS)")
@@ -583,9 +703,8 @@ def main() -> int:
     start = time.perf_counter()
     train, trained = train_phase(args, work, env, rng, train_kills)
     phases = [train]
-    if not train.failures or (trained / "weights.safetensors").exists():
-        unused = train_kills - train.kills
-        phases.append(search_phase(args, work, env, rng, args.kills - train_kills + unused, trained))
+    if (trained / "weights.safetensors").exists():  # the reference run finished
+        phases.append(search_phase(args, work, env, rng, args.kills - train_kills, trained))
     wall = time.perf_counter() - start
     report(phases, wall, args)
     print(f"work dir: {work}" + ("" if args.keep or args.workdir else " (removed; --keep keeps it)"))

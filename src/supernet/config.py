@@ -19,22 +19,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
 
 from .files import FileFormatError, read_json
 from .search.objectives import parse_constraints, parse_objectives
 from .train.checkpoint import PIPELINE_JSON, read_run_json
-from .train.config import ConfigError, TrainConfig, validate_model
+from .train.config import ConfigError, NoBoolNumbers, TrainConfig, validate_model
 
 SHAKESPEARE_CHARS = 1_115_394
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(NoBoolNumbers):
+    """Base of the pipeline's sections: unknown keys, booleans for numbers and inf/nan are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SpaceConfig(_Strict):
-    """A ready space by name (``supernet info`` lists them) and its keyword arguments."""
+    """A space by name and its keyword arguments.
+
+    ``name`` is a ready or registered space (``supernet info`` lists them) or ``module:function``, a function
+    in an importable module that returns a `SuperModule` (annotated ``-> sn.SuperModule``). ``kwargs`` are
+    checked against the factory's signature and parameter types: an unknown keyword or a wrong type is an
+    error naming the keyword.
+    """
 
     name: str = "gpt"
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -42,10 +50,19 @@ class SpaceConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from .spaces import SPACES
+        from .spaces import resolve_space
 
-        if v not in SPACES:
-            raise ValueError(f"unknown space {v!r}; expected one of {', '.join(sorted(SPACES))}")
+        resolve_space(v)  # raises SpaceError (a ValueError) naming what failed
+        return v
+
+    @field_validator("kwargs")
+    @classmethod
+    def _kwargs(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from .spaces import check_space_kwargs
+
+        name = info.data.get("name")
+        if name is not None:  # a bad name is reported on its own
+            check_space_kwargs(name, v)
         return v
 
 
@@ -57,7 +74,7 @@ class DataConfig(_Strict):
     val_fraction: float | None = Field(None, gt=0, lt=1)
     size: PositiveInt | None = None
     subset: PositiveInt | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
     @field_validator("path")
     @classmethod

@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 
 from . import cost
-from .files import FileModel, read_json, read_tensors, write_json, write_tensors, write_text
+from .files import FileFormatError, FileModel, read_json, read_tensors, write_json, write_tensors, write_text
 from .search.objectives import parse_constraints
 from .space import SuperModule
 from .train.checkpoint import read_run_json
@@ -84,7 +84,10 @@ def select_arch(
         data = read_json(text, what="arch JSON file")
         if isinstance(data, Mapping) and isinstance(data.get("arch"), Mapping):
             data = data["arch"]
-        return _arch_object(data, f"arch file {text}"), {}
+        if not isinstance(data, Mapping):
+            kind = type(data).__name__
+            raise FileFormatError(text, f"an arch file holds a JSON object {{decision: option}}, not a {kind}")
+        return dict(data), {}
     from .search import load_front
 
     pareto = dict(source) if isinstance(source, Mapping) else load_front(source)

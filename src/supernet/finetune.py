@@ -82,6 +82,7 @@ def finetune(
     task: Any = None,
     device: str = "auto",
     progress: bool = True,
+    space: Any = None,
 ) -> dict[str, Any]:
     """Train an exported model ``steps`` more steps (AdamW, warm-up + cosine) and write it back.
 
@@ -89,6 +90,8 @@ def finetune(
     measured as the export measured the model card's metrics (same val batches, unless ``eval_batches`` /
     ``eval_batch_size`` say otherwise), so the starting point is the card's loss. The new weights replace
     ``model.safetensors`` atomically, and ``model.json`` / the model card record the fine-tuning.
+
+    ``space`` is needed only for a model exported from a hand-built space (see `supernet.export.load`).
 
     Returns:
         ``{"steps", "val_loss_before", "val_loss_after", "seconds"}``.
@@ -101,7 +104,7 @@ def finetune(
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
-    model = load(model_dir, device=dev)
+    model = load(model_dir, space=space, device=dev)
     recorded = meta.get("evaluation") or {}
     max_batches = eval_batches if eval_batches is not None else recorded.get("max_batches", 16)
     eval_size = eval_batch_size or recorded.get("batch_size") or 64

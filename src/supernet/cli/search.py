@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 
 from ..config import PIPELINE_JSON, PipelineConfig, SearchConfig, load_section
+from ..files import FileFormatError, read_json
 from ._util import device_arg, formatter, friendly, overrides
 
 EXAMPLE = """example:
@@ -69,7 +69,10 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
     if args.config is not None:
         base = PipelineConfig.from_yaml(args.config).search.model_dump()
     elif (args.run_dir / PIPELINE_JSON).is_file():
-        base = json.loads((args.run_dir / PIPELINE_JSON).read_text()).get("search", {})
+        pipeline = read_json(args.run_dir / PIPELINE_JSON, what="pipeline config (pipeline.json)")
+        base = pipeline.get("search", {}) if isinstance(pipeline, dict) else None
+        if not isinstance(base, dict):
+            raise FileFormatError(args.run_dir / PIPELINE_JSON, "has no 'search' section of settings")
     base.update(overrides(args, _FLAGS))
     return load_section(SearchConfig, base, "search config")
 
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     )
     console = Console()
     console.print(front_table(result.to_json()))
+    if "message" in result.extra:  # stopped short of --trials: the space is exhausted or the sampler stalled
+        console.print(f"[yellow]note:[/yellow] {result.extra['message']}")
     console.print(f"results in [bold]{result.out_dir}[/bold] (pareto.json, pareto.csv, pareto.png)")
     console.print(f"next: supernet export {args.run_dir} --arch best --out {args.run_dir / 'model'}")
     return 0

@@ -10,20 +10,21 @@ import sys
 import types
 from typing import Any
 
-from .api import SearchResult, collect_entries, load_front, search, write_outputs
+from .api import ParetoFile, SearchResult, collect_entries, load_front, search, write_outputs
 from .costs import CostModel
 from .evaluate import RunEvaluator
 from .evolution import RegularizedEvolutionSampler
-from .keys import active_decisions, arch_key, canonical_json
+from .keys import active_decisions, arch_key, canonical_json, count_distinct_archs
 from .objectives import Constraint, Objective, parse_constraints, parse_objectives
 from .pareto import pareto_front
-from .study import STRATEGIES, SearchSetup, make_storage
+from .study import STRATEGIES, SearchSetup, fail_dead_trials, make_storage, worker_identity
 
 __all__ = [
     "STRATEGIES",
     "Constraint",
     "CostModel",
     "Objective",
+    "ParetoFile",
     "RegularizedEvolutionSampler",
     "RunEvaluator",
     "SearchResult",
@@ -32,12 +33,15 @@ __all__ = [
     "arch_key",
     "canonical_json",
     "collect_entries",
+    "count_distinct_archs",
+    "fail_dead_trials",
     "load_front",
     "make_storage",
     "parse_constraints",
     "parse_objectives",
     "pareto_front",
     "search",
+    "worker_identity",
     "write_outputs",
 ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -10,21 +9,75 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
-from ..files import write_json
+from ..files import FileModel, read_json, write_json
 from ..space import SuperModule
 from .costs import CostModel
-from .objectives import Constraint, Objective, parse_constraints, parse_objectives
+from .objectives import (
+    CHEAP_METRICS,
+    METRIC_DOMAINS,
+    RUN_METRICS,
+    Constraint,
+    Objective,
+    check_known_metrics,
+    check_satisfiable,
+    parse_constraints,
+    parse_objectives,
+)
 from .pareto import pareto_front, plot_front, write_csv
 from .screen import Screen
-from .study import BudgetCallback, Evaluator, SearchSetup, budget_status, make_storage, open_study
+from .study import (
+    SPACE_ARCHS_ATTR,
+    STALL_TRIALS,
+    BudgetCallback,
+    Evaluator,
+    SearchSetup,
+    budget_status,
+    fail_dead_trials,
+    make_storage,
+    open_study,
+    record_space_archs,
+    search_progress,
+    sqlite_path,
+    stop_reason,
+    study_file_errors,
+)
 
 SEARCH_DIR = "search"
+PARETO_FORMAT = "supernet-search"
+# Without max_total_trials a search stops after 10 * trials + 50 trials of any kind: room for duplicates and
+# infeasible proposals, while a sampler stuck on a few archs cannot loop for ever.
+MAX_TRIALS_FACTOR = 10
+MAX_TRIALS_EXTRA = 50
+# Worker i seeds its sampler with seed + i + 7919 * (trials already in the study): a prime stride, so a resumed
+# worker does not replay the proposals of another worker's earlier start.
+WORKER_SEED_STRIDE = 7919
+
+
+class _ParetoObjective(FileModel):
+    metric: str
+    direction: Literal["minimize", "maximize"]
+
+
+class _ParetoEntry(FileModel):
+    arch: dict[str, Any]
+    metrics: dict[str, float | None]
+
+
+class ParetoFile(FileModel):
+    """The shape of pareto.json, as `SearchResult.to_json` writes it (newer versions may add keys)."""
+
+    format: Literal["supernet-search"]
+    version: int
+    strategy: str
+    objectives: list[_ParetoObjective]
+    constraints: list[str]
+    front: list[_ParetoEntry]
 
 
 @dataclass
@@ -62,7 +115,7 @@ class SearchResult:
     def to_json(self) -> dict[str, Any]:
         """The JSON written as pareto.json."""
         return {
-            "format": "supernet-search",
+            "format": PARETO_FORMAT,
             "version": 1,
             "strategy": self.strategy,
             "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
@@ -157,7 +210,9 @@ def search(
         eval_batches / eval_batch_size / bn_batches: default evaluator's val batches and BN recalibration batches.
         latency_device: where latency is measured.
         device: where the supernet is evaluated (``"auto"``: CUDA when available).
-        max_total_trials: stop after this many trials of any kind (default ``10 * trials + 50``).
+        max_total_trials: stop after this many trials of any kind (default ``10 * trials + 50``). A search also
+            stops once every distinct arch of a small space was tried, or once `STALL_TRIALS` trials in a row
+            proposed only archs tried before; ``result.extra["message"]`` then says so.
         progress: show a progress bar.
         screen: a cheap score ``fn(arch) -> float`` (higher is better), e.g. ``sn.proxies.objective(...)`` or
             ``predictor.objective()``: each trial draws ``screen_candidates`` proposals (random archs, or
@@ -166,6 +221,11 @@ def search(
 
     Returns:
         A `SearchResult` with the Pareto front.
+
+    Raises:
+        ValueError: bad settings, found before any arch is evaluated: an objective or constraint naming a metric
+            the default evaluator does not measure, or constraints no arch can meet (``loss <= 0``).
+        FileFormatError: the study's SQLite file is damaged or of another kind.
     """
     objs = parse_objectives(objectives)
     cons = parse_constraints(constraints)
@@ -173,6 +233,12 @@ def search(
         raise ValueError(f"trials must be >= 1, got {trials}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    # The default evaluator measures a known set of metrics with known ranges; a user's evaluator may return
+    # any metric (and its "loss" need not be a cross-entropy), so only the cost model's ranges apply then.
+    default_evaluator = evaluator is None and not isinstance(space_or_run, SuperModule)
+    if default_evaluator:
+        check_known_metrics(objs, cons, RUN_METRICS, "the default evaluator of a training run (with the cost model)")
+    check_satisfiable(cons, METRIC_DOMAINS if default_evaluator else {m: METRIC_DOMAINS[m] for m in CHEAP_METRICS})
     run_dir = _run_dir_of(space_or_run)
     if run_dir is not None and out_dir is None:
         out_dir = run_dir / SEARCH_DIR
@@ -182,7 +248,7 @@ def search(
     if storage is None and workers > 1:
         raise ValueError("workers > 1 need a shared storage: pass storage='sqlite:///path/study.db' or a run dir")
     study_name = study_name or "search"
-    max_total = max_total_trials or 10 * trials + 50
+    max_total = max_total_trials or MAX_TRIALS_FACTOR * trials + MAX_TRIALS_EXTRA
     optuna.logging.set_verbosity(logging.WARNING)
     eval_options = {"max_batches": eval_batches, "batch_size": eval_batch_size, "bn_batches": bn_batches}
 
@@ -205,9 +271,10 @@ def search(
         setup.check_feasible_exists()
         store = make_storage(storage)
         probe = open_study(store, study_name, objs, cons)
+        fail_dead_trials(probe)  # trials left RUNNING by killed processes of this host: their archs are free now
         existing = len(probe.get_trials(deepcopy=False))
         study = open_study(store, study_name, objs, cons, setup.make_sampler(seed + existing, trials))
-        _run_worker_loop(study, setup, trials, max_total, progress)
+        _run_worker_loop(study, setup, trials, max_total, progress, sqlite_path(storage))
     else:
         spec_space = None if run_dir is not None else _space_of(space_or_run)
         base = _WorkerSpec(
@@ -244,8 +311,9 @@ def search(
             ).check_feasible_exists()
         store = make_storage(storage)
         study = open_study(store, study_name, objs, cons)  # create it once, before the workers race to
+        fail_dead_trials(study)
         _run_workers(base, workers, study, trials, progress)
-    return _finish(study, objs, cons, strategy, storage, study_name, out_dir)
+    return _finish(study, objs, cons, strategy, storage, study_name, out_dir, trials, max_total)
 
 
 def _run_dir_of(obj: Any) -> Path | None:
@@ -323,23 +391,29 @@ def _load_space(run: Any, device: str) -> SuperModule:
     return _space_of(run)
 
 
-def _run_worker_loop(study: optuna.Study, setup: SearchSetup, trials: int, max_total: int, progress: bool) -> None:
+def _run_worker_loop(
+    study: optuna.Study, setup: SearchSetup, trials: int, max_total: int, progress: bool, db: Path | None = None
+) -> None:
+    space_archs = setup.space_archs
+    record_space_archs(study, space_archs)
+    target = min(trials, space_archs) if space_archs is not None else trials
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=trials, desc=f"search ({setup.strategy})", unit="arch", dynamic_ncols=True)
+        bar = tqdm(total=target, desc=f"search ({setup.strategy})", unit="arch", dynamic_ncols=True)
 
     def update(distinct: int) -> None:
         if bar is not None:
-            bar.n = min(distinct, trials)
+            bar.n = min(distinct, target)
             bar.refresh()
 
-    budget = BudgetCallback(trials, max_total, on_trial=update)
+    budget = BudgetCallback(trials, max_total, on_trial=update, space_archs=space_archs)
     try:
-        if not budget.done(study):
-            remaining = max(0, max_total - len(study.get_trials(deepcopy=False)))
-            study.optimize(setup.objective, n_trials=remaining, callbacks=[budget], catch=())
+        with study_file_errors(db):
+            if not budget.done(study):
+                remaining = max(0, max_total - len(study.get_trials(deepcopy=False)))
+                study.optimize(setup.objective, n_trials=remaining, callbacks=[budget], catch=())
     finally:
         if bar is not None:
             bar.close()
@@ -367,10 +441,11 @@ def _worker_main(spec: _WorkerSpec, index: int) -> None:
     setup.screen, setup.screen_candidates = spec.screen, spec.screen_candidates
     store = make_storage(spec.storage)
     probe = open_study(store, spec.study_name, spec.objectives, spec.constraints)
+    fail_dead_trials(probe)
     existing = len(probe.get_trials(deepcopy=False))
-    sampler = setup.make_sampler(spec.seed + index + 7919 * existing, spec.trials)
+    sampler = setup.make_sampler(spec.seed + index + WORKER_SEED_STRIDE * existing, spec.trials)
     study = open_study(store, spec.study_name, spec.objectives, spec.constraints, sampler)
-    _run_worker_loop(study, setup, spec.trials, spec.max_total, progress=False)
+    _run_worker_loop(study, setup, spec.trials, spec.max_total, progress=False, db=sqlite_path(spec.storage))
 
 
 def _run_workers(base: _WorkerSpec, workers: int, study: optuna.Study, trials: int, progress: bool) -> None:
@@ -418,10 +493,13 @@ def _finish(
     storage: str | None,
     study_name: str,
     out_dir: str | os.PathLike[str] | None,
+    trials: int,
+    max_total: int,
 ) -> SearchResult:
     entries = collect_entries(study)
     front = pareto_front(entries, objs)
     _, evaluated, total = budget_status(study)
+    space_archs = study.user_attrs.get(SPACE_ARCHS_ATTR)
     result = SearchResult(
         front=front,
         entries=entries,
@@ -433,10 +511,39 @@ def _finish(
         storage=storage,
         study_name=study_name,
         strategy=strategy,
+        extra=_stop_note(study, trials, max_total, space_archs),
     )
     if out_dir is not None:
         write_outputs(result)
     return result
+
+
+def _stop_note(study: optuna.Study, trials: int, max_total: int, space_archs: int | None) -> dict[str, Any]:
+    """``extra`` of the result: the space's size, and why the search stopped short of ``trials`` archs."""
+    p = search_progress(study)
+    note: dict[str, Any] = {} if space_archs is None else {"space_archs": space_archs}
+    reason = stop_reason(p, trials, max_total, space_archs)
+    if reason == "exhausted":
+        if p.infeasible:
+            found = f"all were tried ({p.distinct} evaluated, {p.infeasible} infeasible under the constraints)"
+        else:
+            found = "all were evaluated"
+        note.update(
+            exhausted=True,
+            message=f"the space has only {space_archs} distinct archs and {found}; {trials} trials were asked for",
+        )
+    elif reason == "stalled":
+        note.update(
+            stalled=True,
+            message=f"stopped after {STALL_TRIALS} trials in a row proposed only archs tried before: "
+            f"{p.distinct} of the {trials} distinct archs asked for were evaluated",
+        )
+    elif reason == "max_total":
+        note["message"] = (
+            f"stopped at the limit of {max_total} trials (max_total_trials): "
+            f"{p.distinct} of the {trials} distinct archs asked for were evaluated"
+        )
+    return note
 
 
 def write_outputs(result: SearchResult) -> None:
@@ -460,9 +567,14 @@ def _all_metrics(entries: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def load_front(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a pareto.json (a file or the directory holding it, or a run dir with ``search/pareto.json``)."""
+    """Read a pareto.json (a file or the directory holding it, or a run dir with ``search/pareto.json``).
+
+    Raises:
+        FileNotFoundError: no pareto.json there.
+        FileFormatError: the file is not UTF-8, not JSON, or not of the `ParetoFile` shape (naming the file).
+    """
     p = Path(path)
     for cand in (p, p / "pareto.json", p / SEARCH_DIR / "pareto.json"):
         if cand.is_file():
-            return json.loads(cand.read_text())
+            return dict(read_json(cand, model=ParetoFile, what="pareto.json of a search"))
     raise FileNotFoundError(f"no pareto.json at {p} (run `supernet search` first)")

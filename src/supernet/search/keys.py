@@ -76,7 +76,7 @@ def _gating_decisions(space: SuperModule) -> list[str]:
 
 
 def count_distinct_archs(space: SuperModule, max_archs: int = 100_000, max_steps: int = 2_000) -> int | None:
-    """How many distinct subnets (distinct `arch_key`\ s) ``space`` has, or None when that is too costly to count.
+    """How many distinct subnets (distinct `arch_key` values) ``space`` has, or None when that is too costly to count.
 
     Only the decisions that switch others on or off (depths, operation choices holding decisions) are
     enumerated, each once its enclosing ones are fixed; the other active decisions multiply the count. A space

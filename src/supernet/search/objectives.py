@@ -19,6 +19,8 @@ DIRECTIONS = {
     "flops": "minimize",
     "latency": "minimize",
 }
+# What a search of a training run can measure: the default evaluator's val loss/accuracy and the cost model's.
+RUN_METRICS = ("loss", "accuracy", *CHEAP_METRICS)
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
@@ -147,6 +149,90 @@ def parse_constraints(constraints: str | Sequence[str] | Mapping[str, float] | N
             raise ValueError(f"constraint {text!r}: the bound must be finite")
         out.append(Constraint(name, op, bound))
     return out
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a metric can take: an interval with open or closed ends, and why (for error messages)."""
+
+    low: float = -math.inf
+    low_closed: bool = False
+    high: float = math.inf
+    high_closed: bool = False
+    why: str = ""
+
+    def meet(self, c: Constraint) -> Domain:
+        """The values of this domain that also satisfy ``c``."""
+        low, low_closed, high, high_closed = self.low, self.low_closed, self.high, self.high_closed
+        if c.op in ("<=", "<"):
+            closed = c.op == "<="
+            if c.bound < high or (c.bound == high and not closed):
+                high, high_closed = c.bound, closed
+        else:
+            closed = c.op == ">="
+            if c.bound > low or (c.bound == low and not closed):
+                low, low_closed = c.bound, closed
+        return Domain(low, low_closed, high, high_closed, self.why)
+
+    @property
+    def empty(self) -> bool:
+        """Whether no value lies in the domain."""
+        return self.low > self.high or (self.low == self.high and not (self.low_closed and self.high_closed))
+
+
+# The values the built-in metrics can take. Loss and accuracy are those of the default run evaluator (a
+# user's evaluator may return a "loss" of another kind); params/FLOPs/latency come from the cost model.
+METRIC_DOMAINS: dict[str, Domain] = {
+    "loss": Domain(0.0, False, why="the validation loss is a cross-entropy, which is always > 0"),
+    "accuracy": Domain(0.0, True, 1.0, True, why="accuracy is a fraction, always between 0 and 1"),
+    "params": Domain(0.0, False, why="every subnet has > 0 parameters"),
+    "flops": Domain(0.0, False, why="every subnet has > 0 FLOPs"),
+    "latency": Domain(0.0, False, why="a forward pass always takes > 0 seconds"),
+}
+
+
+def check_known_metrics(
+    objectives: Sequence[Objective], constraints: Sequence[Constraint], known: Sequence[str], source: str
+) -> None:
+    """Fail before any evaluation when an objective or constraint names a metric that ``source`` never measures.
+
+    Raises:
+        ValueError: naming the unknown metric, where it is used, and the known metrics.
+    """
+    uses = [(o.metric, f"objective {o.metric!r}") for o in objectives]
+    uses += [(c.metric, f"constraint '{c}'") for c in constraints]
+    for metric, where in uses:
+        if metric not in known:
+            raise ValueError(
+                f"unknown metric {metric!r} in {where}: {source} measures only {', '.join(known)} "
+                "(pass evaluator=fn(arch) -> {name: value} to search other metrics)"
+            )
+
+
+def check_satisfiable(constraints: Sequence[Constraint], domains: Mapping[str, Domain] | None = None) -> None:
+    """Fail before any evaluation when no value of a metric can meet its constraints.
+
+    A constraint is impossible on its own when it excludes the metric's whole domain (``loss <= 0``,
+    ``accuracy > 1``), or together with others on the same metric (``loss >= 2`` with ``loss <= 1``).
+
+    Raises:
+        ValueError: naming the impossible constraint(s) and why.
+    """
+    domains = domains or {}
+    by_metric: dict[str, list[Constraint]] = {}
+    for c in constraints:
+        by_metric.setdefault(c.metric, []).append(c)
+    for metric, cons in by_metric.items():
+        domain = domains.get(metric, Domain())
+        for c in cons:
+            if domain.meet(c).empty:
+                raise ValueError(f"no arch can satisfy '{c}': {domain.why or f'{metric} never meets it'}")
+        joint = domain
+        for i, c in enumerate(cons):
+            joint = joint.meet(c)
+            if joint.empty:
+                clash = " and ".join(f"'{x}'" for x in cons[: i + 1])
+                raise ValueError(f"no arch can satisfy {clash} together: no value of {metric} meets them all")
 
 
 def violations(constraints: Sequence[Constraint], metrics: Mapping[str, Any]) -> list[float]:

@@ -13,33 +13,42 @@ No arch is evaluated twice, also with several workers on one storage (a "declare
    others wait until it completes (then reuse its metrics) or fails (then ownership passes to the next one).
 Trial numbers are assigned atomically by the storage when a trial is created, and a trial decides only once
 every lower-numbered running trial has declared its key, so all trials of one key agree on a single owner.
-Trials of a killed process stay RUNNING; with heartbeats (on by default for RDB storages) they are marked
-failed after a grace period, so nobody waits on them for ever.
+Trials of a killed process stay RUNNING. Each trial records which process runs it (`worker_identity`: host,
+pid, process start time); a trial whose process on this host is gone is marked failed at once, when a search
+starts and whenever a trial waits on it, so its arch passes on without delay. Trials of workers on other hosts
+are failed by Optuna's heartbeats after a grace period, so nobody waits on them for ever.
+
+The study stops once ``trials`` distinct archs have results, once every distinct arch of a small space was tried
+(`count_distinct_archs`), or once the sampler proposes only archs tried before for `STALL_TRIALS` trials in a row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 import os
 import socket
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from ..files import FileFormatError, check_sqlite
 from ..space import SuperModule
 from .costs import CostModel
 from .evolution import RegularizedEvolutionSampler
-from .keys import active_decisions, arch_key
+from .keys import active_decisions, arch_key, count_distinct_archs
 from .objectives import Constraint, Objective, violations
 from .screen import Screen, ScreenedSampler, categorical_distributions
 
@@ -47,33 +56,196 @@ STRATEGIES = ("random", "evolution", "nsga2")
 _PRIMITIVE = (type(None), bool, int, float, str)
 Evaluator = Callable[[dict[str, Any]], Mapping[str, float] | float]
 
+# Optuna heartbeats, for workers on other hosts: a running trial writes one every 10 s, and one silent for 40 s
+# (four missed beats: room for a busy disk or a long pause) is failed so that its arch passes to another worker.
+HEARTBEAT_INTERVAL_S = 10
+HEARTBEAT_GRACE_S = 40
+# How long an SQLite connection waits on a database locked by another worker's commit before failing.
+SQLITE_TIMEOUT_S = 120
+# Default evolution / NSGA-II population: a quarter of the trials (so several generations run), at least 4 (a
+# tournament needs a few members) and at most 50 (larger populations only slow the search down).
+POPULATION_MIN = 4
+POPULATION_MAX = 50
+POPULATION_FRACTION = 4
+# Stop when this many finished trials in a row proposed only archs tried before: the sampler has converged.
+STALL_TRIALS = 100
+# Count a space's distinct subnets (to stop once all were tried) only up to this many arch dicts.
+COUNT_ARCHS_MAX = 100_000
+# User attrs: the process running a trial (`worker_identity`); the space's distinct subnet count (study).
+WORKER_ATTR = "worker"
+SPACE_ARCHS_ATTR = "space_archs"
+
+_log = logging.getLogger(__name__)
+
 
 def make_storage(url: str | None, heartbeat: bool = True) -> BaseStorage:
     """An Optuna storage: in memory for ``None``, else an RDB URL (``sqlite:///path.db``, ``postgresql://...``).
 
     SQLite files are opened in WAL mode with ``synchronous=NORMAL`` (commits without an fsync each: a trial
-    makes ~20 small writes) and wait up to 120 s on a locked database, so several local workers can share one
-    file. WAL needs a local disk; across machines use a server database (PostgreSQL) instead.
+    makes ~20 small writes) and wait up to `SQLITE_TIMEOUT_S` on a locked database, so several local workers can
+    share one file. WAL needs a local disk; across machines use a server database (PostgreSQL) instead.
+
+    Raises:
+        FileFormatError: the SQLite file exists but is not an SQLite database, is damaged, or holds no study.
     """
     if url is None:
         return InMemoryStorage()
-    hb = {"heartbeat_interval": 10, "grace_period": 40} if heartbeat else {}
+    hb = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": HEARTBEAT_GRACE_S} if heartbeat else {}
     engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine_kwargs["creator"] = functools.partial(_sqlite_connect, path)
-    with warnings.catch_warnings():
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_study_file(path)
+        engine_kwargs["creator"] = functools.partial(_sqlite_connect, str(path))
+    with warnings.catch_warnings(), study_file_errors(path):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
 
 
+def sqlite_path(url: str | None) -> Path | None:
+    """The file of an ``sqlite:///path`` URL (None for other URLs and in-memory SQLite)."""
+    if url is None or not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_study_file(path: str | os.PathLike[str]) -> None:
+    """Fail with a `FileFormatError` naming ``path`` unless it is missing, empty, or a sound SQLite database
+    that could hold an Optuna study (a quick integrity check runs on it; a locked file is left to Optuna).
+    """
+    path = Path(path)
+    check_sqlite(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(str(path), timeout=SQLITE_TIMEOUT_S)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            check = con.execute("PRAGMA quick_check(1)").fetchone()
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return  # locked, or not readable: Optuna opens it (and waits on a lock) or reports why not
+    except sqlite3.DatabaseError as err:
+        raise FileFormatError(path, f"is a damaged SQLite database ({err}); expected an Optuna study") from None
+    if check is not None and check[0] != "ok":
+        raise FileFormatError(path, f"is a damaged SQLite database ({check[0]}); expected an Optuna study")
+    if tables and "studies" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise FileFormatError(
+            path, f"is an SQLite database of another kind (tables: {shown}); expected an Optuna study"
+        )
+
+
+@contextlib.contextmanager
+def study_file_errors(path: Path | None) -> Iterator[None]:
+    """Turn the errors of a damaged SQLite study file (raised by SQLAlchemy or Optuna) into a `FileFormatError`."""
+    try:
+        yield
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError, sqlite3.DatabaseError) as err:
+        cause = err.__cause__ if isinstance(err, optuna.exceptions.StorageInternalError) else err
+        orig = getattr(cause, "orig", cause)
+        if path is None or type(orig) is not sqlite3.DatabaseError:  # corrupt / not a database, not locked etc.
+            raise
+        raise FileFormatError(path, f"is a damaged SQLite database ({orig}); expected an Optuna study") from None
+
+
 def _sqlite_connect(path: str) -> sqlite3.Connection:
-    con = sqlite3.connect(path, timeout=120, check_same_thread=False)
+    con = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     return con
+
+
+# ---------------------------------------------------------------- which process runs a trial
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None where unavailable."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[-1].split()
+
+
+def _start_time(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    try:
+        return int(fields[19]) if fields else None  # field 22, "starttime": clock ticks after boot
+    except (IndexError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def worker_identity(pid: int | None = None) -> dict[str, Any]:
+    """Who runs a trial: host name, pid, the process's start time and the boot id (the last two where /proc has
+    them; they tell a reused pid, or a pid from before a reboot, from the recorded process)."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "pid": pid, "start": _start_time(pid), "boot": _boot_id()}
+
+
+def worker_is_gone(worker: Any) -> bool:
+    """Whether the process a `worker_identity` describes has certainly exited.
+
+    Only processes on this host (same host name and boot) can be checked: the pid no longer exists, now belongs
+    to a process started at another time, or is a zombie. Anything else (another host, no record) gives False.
+    """
+    if not isinstance(worker, Mapping) or worker.get("host") != socket.gethostname():
+        return False
+    if worker.get("boot") != _boot_id():
+        return False  # another machine of the same name, or a reboot: left to the heartbeats
+    pid = worker.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # exists, owned by another user
+    except OSError:
+        return False
+    fields = _proc_stat(pid)
+    if fields is None:
+        return False
+    start = worker.get("start")
+    if start is not None and _start_time(pid) not in (None, start):
+        return True  # the pid was reused by a later process
+    return fields[0] in ("Z", "X")  # exited, not yet reaped by its parent
+
+
+def fail_dead_trials(study: optuna.Study, trials: Iterable[FrozenTrial] | None = None) -> list[int]:
+    """Mark as FAIL the RUNNING trials (of ``trials``, default all) whose worker process on this host is gone.
+
+    Their archs then pass at once to another trial instead of waiting for the heartbeat grace period.
+
+    Returns:
+        The numbers of the trials failed.
+    """
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    failed = []
+    for t in trials:
+        if t.state != TrialState.RUNNING or not worker_is_gone(t.user_attrs.get(WORKER_ATTR)):
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "failed", "its worker process exited")
+            if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                failed.append(t.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # finished meanwhile, or another worker failed it first
+    if failed:
+        _log.info("failed trials %s: their worker processes exited", failed)
+    return failed
 
 
 @dataclass
@@ -133,6 +305,11 @@ class SearchSetup:
         if expensive and self.evaluator is None:
             raise ValueError(f"metrics {sorted(set(expensive))} need an evaluator (or search a training run)")
 
+    @functools.cached_property
+    def space_archs(self) -> int | None:
+        """How many distinct subnets the space has (None: too many to count, see `count_distinct_archs`)."""
+        return count_distinct_archs(self.space, max_archs=COUNT_ARCHS_MAX)
+
     @property
     def directions(self) -> list[str]:
         """Optuna directions of the objectives."""
@@ -174,7 +351,7 @@ class SearchSetup:
         if self.strategy == "random":
             return RandomSampler(seed=seed)
         if self.strategy == "evolution":
-            p = self.population_size or max(4, min(50, trials // 4))
+            p = self.population_size or default_population(trials)
             s = self.sample_size or max(2, min(p, p // 4 or 1))
             return RegularizedEvolutionSampler(
                 population_size=p,
@@ -183,7 +360,7 @@ class SearchSetup:
                 is_feasible=lambda t: bool(t.user_attrs.get("feasible", True)),
                 mutable=self.search_space.active_params,
             )
-        p = self.population_size or max(4, min(50, trials // 4))
+        p = self.population_size or default_population(trials)
         # Constraint violations are recorded on each trial (Trial.set_constraint, Optuna >= 5), which NSGA-II
         # reads for its constrained domination: a feasible arch always beats an infeasible one.
         if self.constraints and not hasattr(Trial, "set_constraint"):  # older Optuna: constraints_func
@@ -196,6 +373,7 @@ class SearchSetup:
 
     def objective(self, trial: Trial) -> tuple[float, ...] | float:
         """Sample, check cheap constraints, claim-or-reuse, evaluate, record."""
+        trial.set_user_attr(WORKER_ATTR, worker_identity())  # so that a trial of a dead process is failed at once
         arch = self.search_space.suggest(trial)
         key = arch_key(self.space, arch)
         trial.set_user_attr("arch", arch)
@@ -268,36 +446,111 @@ class SearchSetup:
             running = [t.number for t in same if t.state == TrialState.RUNNING]
             if not undeclared and min(running, default=trial.number) == trial.number:
                 return None
+            owners = [t for t in same if t.state == TrialState.RUNNING and t.number < trial.number]
+            if fail_dead_trials(study, undeclared + owners):
+                continue  # a dead worker's trial was in the way: decide again at once
             time.sleep(self.poll_interval)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 fail_stale_trials(study)  # a no-op without heartbeats
 
 
+def default_population(trials: int) -> int:
+    """The default evolution / NSGA-II population for a budget of ``trials`` archs."""
+    return max(POPULATION_MIN, min(POPULATION_MAX, trials // POPULATION_FRACTION))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a study stands.
+
+    Attributes:
+        distinct: distinct archs with results.
+        evaluated: trials that evaluated their arch (the others reused a result or were pruned).
+        total: all trials, in any state.
+        tried: distinct archs finished: with results, or pruned as infeasible without evaluation.
+        infeasible: distinct archs pruned by a params/FLOPs/latency constraint.
+        stale: the latest finished trials in a row (by number) whose arch had been tried before.
+    """
+
+    distinct: int
+    evaluated: int
+    total: int
+    tried: int
+    infeasible: int
+    stale: int
+
+
+def search_progress(study: optuna.Study) -> Progress:
+    """The `Progress` of a study."""
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    results: set[Any] = set()
+    pruned: set[Any] = set()
+    evaluated = stale = 0
+    for t in trials:
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            continue
+        key = t.user_attrs.get("key")
+        stale = stale + 1 if key in results or key in pruned else 0
+        if t.state == TrialState.COMPLETE:
+            results.add(key)
+            evaluated += bool(t.user_attrs.get("evaluated"))
+        else:
+            pruned.add(key)
+    return Progress(len(results), evaluated, len(trials), len(results | pruned), len(pruned - results), stale)
+
+
 def budget_status(study: optuna.Study) -> tuple[int, int, int]:
     """(distinct archs with results, trials actually evaluated, all trials) in the study."""
-    trials = study.get_trials(deepcopy=False)
-    keys = {t.user_attrs.get("key") for t in trials if t.state == TrialState.COMPLETE}
-    evaluated = sum(1 for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("evaluated"))
-    return len(keys), evaluated, len(trials)
+    p = search_progress(study)
+    return p.distinct, p.evaluated, p.total
 
 
 class BudgetCallback:
-    """Stops the study once ``trials`` distinct archs have results (or ``max_total`` trials were made)."""
+    """Stops the study once ``trials`` distinct archs have results, ``max_total`` trials were made, all
+    ``space_archs`` distinct archs of the space were tried, or `STALL_TRIALS` trials in a row brought no new arch.
 
-    def __init__(self, trials: int, max_total: int, on_trial: Callable[[int], None] | None = None) -> None:
+    After `done`, ``reason`` says which: ``"budget"``, ``"exhausted"``, ``"stalled"``, ``"max_total"`` (or None).
+    """
+
+    def __init__(
+        self,
+        trials: int,
+        max_total: int,
+        on_trial: Callable[[int], None] | None = None,
+        space_archs: int | None = None,
+        stall_trials: int = STALL_TRIALS,
+    ) -> None:
         self.trials, self.max_total, self.on_trial = trials, max_total, on_trial
+        self.space_archs, self.stall_trials = space_archs, stall_trials
+        self.reason: str | None = None
 
     def done(self, study: optuna.Study) -> bool:
-        """Whether the budget is spent."""
-        distinct, _, total = budget_status(study)
+        """Whether the study should stop (see ``reason``)."""
+        p = search_progress(study)
         if self.on_trial is not None:
-            self.on_trial(distinct)
-        return distinct >= self.trials or total >= self.max_total
+            self.on_trial(p.distinct)
+        self.reason = stop_reason(p, self.trials, self.max_total, self.space_archs, self.stall_trials)
+        return self.reason is not None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if self.done(study):
             study.stop()
+
+
+def stop_reason(
+    progress: Progress, trials: int, max_total: int, space_archs: int | None, stall_trials: int = STALL_TRIALS
+) -> str | None:
+    """Why a study with this `Progress` should stop (see `BudgetCallback`), or None to go on."""
+    if progress.distinct >= trials:
+        return "budget"
+    if space_archs is not None and progress.tried >= space_archs:
+        return "exhausted"
+    if progress.stale >= stall_trials:
+        return "stalled"
+    if progress.total >= max_total:
+        return "max_total"
+    return None
 
 
 def open_study(
@@ -307,7 +560,23 @@ def open_study(
     constraints: Sequence[Constraint],
     sampler: BaseSampler | None = None,
 ) -> optuna.Study:
-    """Create or load the study; a loaded study must have been made with the same objectives and constraints."""
+    """Create or load the study; a loaded study must have been made with the same objectives and constraints.
+
+    Raises:
+        FileFormatError: the study's SQLite file is damaged.
+        ValueError: the study exists with other objectives or constraints.
+    """
+    with study_file_errors(sqlite_path(getattr(storage, "url", None))):
+        return _open_study(storage, study_name, objectives, constraints, sampler)
+
+
+def _open_study(
+    storage: BaseStorage,
+    study_name: str,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint],
+    sampler: BaseSampler | None,
+) -> optuna.Study:
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
@@ -328,3 +597,9 @@ def open_study(
             "resume with the same objectives and constraints or choose another study name"
         )
     return study
+
+
+def record_space_archs(study: optuna.Study, space_archs: int | None) -> None:
+    """Record the space's distinct subnet count on the study (for the report of whoever finishes it)."""
+    if space_archs is not None and study.user_attrs.get(SPACE_ARCHS_ATTR) != space_archs:
+        study.set_user_attr(SPACE_ARCHS_ATTR, space_archs)

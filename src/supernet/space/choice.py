@@ -8,9 +8,12 @@ layers makes one shared decision. The active option of every choice is set by `S
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 
 class Value:
@@ -75,14 +78,18 @@ class Choice(Value):
     """
 
     def __init__(self, options: Iterable[Hashable], name: str | None = None) -> None:
-        options = tuple(options)
+        if isinstance(options, (str, bytes)) or not isinstance(options, Iterable):
+            raise TypeError(f"Choice {name!r}: options must be a list of options, got {options!r}")
+        options = tuple(o.item() if isinstance(o, np.generic) else o for o in options)
         if not options:
             raise ValueError(f"Choice {name or ''} needs at least one option, got none".replace("  ", " "))
-        if len(set(options)) != len(options):
-            raise ValueError(f"Choice {name!r} has repeated options: {options}")
         for o in options:
             if not isinstance(o, (int, float, str)) or isinstance(o, bool):
                 raise TypeError(f"Choice {name!r}: options must be int, float or str (JSON-serialisable), got {o!r}")
+            if isinstance(o, float) and not math.isfinite(o):
+                raise ValueError(f"Choice {name!r}: options must be finite numbers (JSON-serialisable), got {o!r}")
+        if len(set(options)) != len(options):
+            raise ValueError(f"Choice {name!r} has repeated options: {options}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Choice name must be a non-empty string, got {name!r}")
         self.options: tuple[Any, ...] = options

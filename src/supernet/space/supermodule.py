@@ -6,6 +6,8 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from .base import Searchable, extract_module
@@ -55,6 +57,46 @@ def collect_choices(net: nn.Module) -> dict[str, Choice]:
     return by_name
 
 
+def _scalar(name: str, option: Any, options: tuple[Any, ...]) -> Any:
+    """A numpy scalar, or a one-element array or tensor, as the plain Python value it holds.
+
+    Raises:
+        InvalidOptionError: a multi-element (or empty) array or tensor.
+    """
+    if isinstance(option, np.generic):  # before the plain types: np.float64 is a float
+        return option.item()
+    if isinstance(option, (str, int, float)):
+        return option
+    if isinstance(option, (np.ndarray, torch.Tensor)):
+        size = option.size if isinstance(option, np.ndarray) else option.numel()
+        if size != 1:
+            raise InvalidOptionError(
+                f"decision {name!r} takes one option, got a {type(option).__name__} of shape "
+                f"{tuple(option.shape)}; allowed options: {list(options)}"
+            )
+        return option.item()
+    return option
+
+
+def _same_option(allowed: Any, option: Any) -> bool:
+    """``allowed == option`` for plain values; never True for bools or for values whose ``==`` is not a bool."""
+    if type(allowed) is bool or isinstance(option, bool):
+        return False
+    try:
+        equal = allowed == option
+    except Exception:
+        return False
+    return type(equal) in (bool, np.bool_) and bool(equal)
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class SuperModule(nn.Module):
     """A search space: an ``nn.Module`` built from `Choice`, entangled layers, `LayerChoice` and `Repeat`.
 
@@ -96,25 +138,29 @@ class SuperModule(nn.Module):
     def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """Check an arch dict against the space and return it in the space's order.
 
+        An option may also be a numpy scalar or a one-element array or tensor (its ``.item()`` is used); the
+        returned dict holds the space's own plain options.
+
         Raises:
-            UnknownDecisionError, MissingDecisionError, InvalidOptionError: each naming the decision.
+            UnknownDecisionError, MissingDecisionError, InvalidOptionError: each naming the decision (a
+                multi-element array or tensor is an `InvalidOptionError`).
         """
         if not isinstance(arch, Mapping):
             raise ArchError(f"an arch must be a dict {{decision: option}}, got {type(arch).__name__}")
         for name in arch:
-            if name not in self._decisions:
+            if not isinstance(name, str) or name not in self._decisions:
                 raise UnknownDecisionError(
-                    f"unknown decision {name!r}; this space's decisions are: {', '.join(self._decisions)}"
+                    f"unknown decision {_short_repr(name)}; this space's decisions are: {', '.join(self._decisions)}"
                 )
         out = {}
         for name, c in self._decisions.items():
             if name not in arch:
                 raise MissingDecisionError(f"missing decision {name!r} (options: {list(c.options)})")
-            option = arch[name]
-            match = [o for o in c.options if o == option and type(o) is not bool]
+            option = _scalar(name, arch[name], c.options)
+            match = [o for o in c.options if _same_option(o, option)]
             if isinstance(option, bool) or not match:
                 raise InvalidOptionError(
-                    f"decision {name!r} does not allow {option!r}; allowed options: {list(c.options)}"
+                    f"decision {name!r} does not allow {_short_repr(option)}; allowed options: {list(c.options)}"
                 )
             out[name] = match[0]
         return out

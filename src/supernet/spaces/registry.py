@@ -1,19 +1,64 @@
-"""One registry of ready spaces, so a space can be rebuilt by name from a run's JSON metadata."""
+"""One registry of spaces, so a space can be rebuilt by name from a run's JSON metadata.
+
+A space name is either
+
+- a registered space: the ready ones (``gpt``, ``nb201``, ...) or one of your own registered with
+  ``@sn.spaces.register_space("own")`` in the current process, or
+- ``module:function``: a function in an importable module (``mypkg.spaces:tiny_mlp``) that returns a
+  `SuperModule`. A new process (the CLI, `supernet.train.load_run`, `supernet.load`) imports the module and
+  calls the function again, so a run trained on such a space can be searched and exported by name. The
+  function must declare that it builds a space: annotate it ``-> sn.SuperModule`` (or decorate it with
+  `register_space`). This keeps a ``run.json`` or ``model.json`` handed in by someone else from naming an
+  arbitrary function (``os:system``) to be called on load.
+
+`build_space` checks the keyword arguments against the factory's signature and parameter types before calling
+it, and reports any failure as a `SpaceError` naming the space (and the keyword, where one is to blame).
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
-from collections.abc import Callable
+import json
+import os
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from ..space import SuperModule
+from ..train.config import ConfigError, bool_for_number
 
 SPACES: dict[str, Callable[..., SuperModule]] = {}
 
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+class SpaceError(ConfigError):
+    """A space name or its keyword arguments are wrong; the message names the space (and the keyword)."""
+
+
+class UnknownSpaceError(SpaceError, KeyError):
+    """No space has this name (also a `KeyError`, for code that treats it as a failed lookup)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
 
 def register_space(name: str) -> Callable[[Callable[..., SuperModule]], Callable[..., SuperModule]]:
-    """Register a space factory under ``name``; the space it returns records ``spec`` to be rebuilt."""
+    """Register a space factory under ``name``; the space it returns records ``spec`` to be rebuilt.
+
+    The registered function checks that the factory returns a `SuperModule`, and reports a failure of the
+    factory (a bad value: an empty option list, a negative size) as a `SpaceError` naming the space.
+    """
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"a space name must be a non-empty string without ':', got {name!r}")
 
     def wrap(factory: Callable[..., SuperModule]) -> Callable[..., SuperModule]:
         signature = inspect.signature(factory)
@@ -22,22 +67,297 @@ def register_space(name: str) -> Callable[[Callable[..., SuperModule]], Callable
         def build(*args: Any, **kwargs: Any) -> SuperModule:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            space = factory(*bound.args, **bound.kwargs)
-            space.spec = {"space": name, "kwargs": _jsonable(dict(bound.arguments))}
+            space = _call(name, factory, bound)
+            space.spec = {"space": name, "kwargs": _recorded(signature, bound)}
             return space
 
+        build.__supernet_space__ = name  # type: ignore[attr-defined]
         SPACES[name] = build
         return build
 
     return wrap
 
 
-def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+def _call(name: str, factory: Callable[..., Any], bound: inspect.BoundArguments) -> SuperModule:
+    """Call a factory; any failure becomes a `SpaceError` naming the space; the result must be a space."""
+    try:
+        space = factory(*bound.args, **bound.kwargs)
+    except SpaceError:
+        raise
+    except Exception as err:
+        problem = _one_line(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {_one_line(err)}"
+        raise SpaceError(
+            f"space {name!r} could not be built from ({_show(bound.arguments)}): {problem}"
+        ) from err
+    if not isinstance(space, SuperModule):
+        raise SpaceError(
+            f"space {name!r} returned a {type(space).__name__}, not a supernet.SuperModule "
+            "(wrap the network: return sn.SuperModule(net))"
+        )
+    return space
+
+
+def _one_line(err: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show(kwargs: Mapping[str, Any], limit: int = 300) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples as lists, recursively (what JSON would give back)."""
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _recorded(signature: inspect.Signature, bound: inspect.BoundArguments, given: set[str] | None = None) -> dict:
+    """The keyword arguments to rebuild the space with (``**kwargs`` flattened, ``*args`` dropped).
+
+    With ``given``, defaults (names not in ``given``) are recorded only when JSON can hold them.
+    """
+    out: dict[str, Any] = {}
+    for key, value in bound.arguments.items():
+        kind = signature.parameters[key].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            out.update({k: _jsonable(v) for k, v in value.items()})
+        elif kind in _KEYWORD_KINDS:
+            if given is not None and key not in given and not _json_ok(value):
+                continue
+            out[key] = _jsonable(value)
+    return out
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+# --- names --------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    """Let ``module:function`` names find modules in the working directory (the console script's sys.path
+    does not hold it), without leaving it on ``sys.path``."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _import(name: str, module_name: str) -> Any:
+    try:
+        with _cwd_on_path():
+            return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise SpaceError(
+                f"space {name!r}: cannot import module {module_name!r} (no module named {missing!r}); put its "
+                "directory on PYTHONPATH or run from the directory that holds it"
+            ) from None
+        raise SpaceError(f"space {name!r}: importing module {module_name!r} failed: {_one_line(err)}") from err
+    except Exception as err:
+        raise SpaceError(
+            f"space {name!r}: importing module {module_name!r} failed: {type(err).__name__}: {_one_line(err)}"
+        ) from err
+
+
+def _returns_space(fn: Any) -> bool:
+    """Whether ``fn`` declares that it builds a space (a SuperModule class, ``-> SuperModule``, registered)."""
+    if isinstance(fn, type):
+        return issubclass(fn, SuperModule)
+    if getattr(fn, "__supernet_space__", None):
+        return True
+    try:
+        annotation = inspect.signature(fn).return_annotation
+    except (TypeError, ValueError):
+        return False
+    if isinstance(annotation, str):
+        try:
+            annotation = typing.get_type_hints(inspect.unwrap(fn)).get("return", annotation)
+        except Exception:  # e.g. a name imported only under TYPE_CHECKING
+            pass
+    if isinstance(annotation, str):
+        return annotation.strip("'\" ").rsplit(".", 1)[-1] == "SuperModule"
+    return isinstance(annotation, type) and issubclass(annotation, SuperModule)
+
+
+def resolve_space(name: str) -> Callable[..., SuperModule]:
+    """The factory a space name stands for: a registered space, or ``module:function`` (imported).
+
+    Raises:
+        UnknownSpaceError: not registered and not of the form ``module:function``.
+        SpaceError: the module cannot be imported, has no such attribute, or it is not a space factory.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownSpaceError(f"a space name must be a non-empty string, got {name!r}")
+    if name in SPACES:
+        return SPACES[name]
+    module_name, colon, attr = name.partition(":")
+    if not colon or not _DOTTED.match(module_name) or not _DOTTED.match(attr):
+        raise UnknownSpaceError(
+            f"unknown space {name!r}; ready spaces: {', '.join(sorted(SPACES))}; a space of your own is named "
+            "'module:function' (a function returning a SuperModule) or registered with "
+            "@supernet.spaces.register_space"
+        )
+    obj: Any = _import(name, module_name)
+    path = module_name
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise SpaceError(f"space {name!r}: {path!r} has no attribute {part!r}")
+        obj = getattr(obj, part)
+        path += (":" if path == module_name else ".") + part
+    if not callable(obj):
+        raise SpaceError(f"space {name!r}: {path} is a {type(obj).__name__}, not a function that builds a space")
+    if not _returns_space(obj):
+        raise SpaceError(
+            f"space {name!r}: {path} is not declared as a space factory: annotate its return type "
+            "(def fn(...) -> sn.SuperModule:) so a run or model file cannot name an arbitrary function to call"
+        )
+    return obj
+
+
+# --- keyword arguments --------------------------------------------------------------------------------------------
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("collections.abc.", "")
+
+
+@functools.lru_cache(maxsize=256)
+def _adapter(annotation: Any) -> TypeAdapter | None:
+    try:
+        return TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # an annotation pydantic cannot check (a forward reference, a generic class...)
+        return None
+
+
+def _check_value(name: str, key: str, annotation: Any, value: Any) -> Any:
+    """``value`` checked against ``annotation`` (returned coerced only where the coercion changes it)."""
+    if annotation is inspect.Parameter.empty or annotation is Any or isinstance(annotation, str):
+        return value
+    expected = _type_name(annotation)
+    if bool_for_number(annotation, value):
+        raise SpaceError(f"space {name!r}: keyword {key!r}: expected {expected}, not a boolean (got {value!r})")
+    try:
+        adapter = _adapter(annotation)
+    except TypeError:  # an unhashable annotation
+        adapter = None
+    if adapter is None:
+        return value
+    try:
+        checked = adapter.validate_python(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = "".join(f"[{p!r}]" for p in first.get("loc", ()))
+        raise SpaceError(
+            f"space {name!r}: keyword {key!r}{where}: expected {expected}: {first.get('msg')} (got {value!r})"
+        ) from None
+    except Exception:  # a validator that cannot judge this value: let the factory do it
+        return value
+    try:
+        same = _jsonable(checked) == _jsonable(value)
+    except Exception:
+        same = False
+    return value if same else checked
+
+
+def _factory_signature(name: str, factory: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        raise SpaceError(f"space {name!r}: cannot read the signature of its factory") from None
+    try:
+        hints = typing.get_type_hints(inspect.unwrap(factory))
+    except Exception:
+        hints = {}
+    return signature, hints
+
+
+def check_space_kwargs(
+    name: str, kwargs: Mapping[str, Any], factory: Callable[..., SuperModule] | None = None
+) -> dict[str, Any]:
+    """Check keyword arguments against a space factory's signature and parameter types.
+
+    Args:
+        name: the space name (registered or ``module:function``).
+        kwargs: the keyword arguments (e.g. a config's ``space.kwargs``).
+        factory: the factory, if already resolved.
+
+    Returns:
+        The arguments to call the factory with: the given ones, with strings coerced to numbers where the
+        annotation asks for a number (``"64"`` -> 64); other values are passed unchanged.
+
+    Raises:
+        SpaceError: an unknown keyword (listing the accepted ones), a wrong type or a missing required
+            keyword, naming the space and the keyword.
+    """
+    if factory is None:
+        factory = resolve_space(name)
+    if not isinstance(kwargs, Mapping):
+        raise SpaceError(f"space {name!r}: kwargs must be a mapping of keyword arguments, got {type(kwargs).__name__}")
+    signature, hints = _factory_signature(name, factory)
+    params = signature.parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted = [p.name for p in params.values() if p.kind in _KEYWORD_KINDS]
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        param = params.get(key) if isinstance(key, str) else None
+        if param is None or param.kind not in _KEYWORD_KINDS:
+            if accepts_any and isinstance(key, str) and param is None:
+                out[key] = value
+                continue
+            raise SpaceError(
+                f"space {name!r}: unknown keyword {key!r}; accepted keywords: {', '.join(accepted) or '(none)'}"
+            )
+        out[key] = _check_value(name, key, hints.get(key, param.annotation), value)
+    missing = [
+        p.name
+        for p in params.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        and p.name not in out
+    ]
+    if missing:
+        raise SpaceError(f"space {name!r}: missing required keyword {missing[0]!r} (needs: {', '.join(missing)})")
+    return out
 
 
 def build_space(name: str, **kwargs: Any) -> SuperModule:
-    """Build a registered space by name (``kwargs`` as recorded in ``space.spec``)."""
-    if name not in SPACES:
-        raise KeyError(f"unknown space {name!r}; ready spaces: {', '.join(sorted(SPACES))}")
-    return SPACES[name](**kwargs)
+    """Build a space by name: a registered space or ``module:function`` (``kwargs`` as in ``space.spec``).
+
+    The keyword arguments are checked against the factory's signature and types first (`check_space_kwargs`).
+    The space records ``spec = {"space": name, "kwargs": {...}}`` so a new process can rebuild it.
+
+    Raises:
+        UnknownSpaceError: no such space (a `KeyError` too).
+        SpaceError: the module/function cannot be used, an argument is unknown or of the wrong type, or the
+            factory rejected the values (the message names the space and, where it can, the keyword).
+    """
+    factory = resolve_space(name)
+    call_kwargs = check_space_kwargs(name, kwargs, factory)
+    if name in SPACES:
+        return factory(**call_kwargs)
+    signature, _ = _factory_signature(name, factory)
+    bound = signature.bind(**call_kwargs)
+    bound.apply_defaults()
+    space = _call(name, factory, bound)
+    space.spec = {"space": name, "kwargs": _recorded(signature, bound, given=set(call_kwargs))}
+    return space

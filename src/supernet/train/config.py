@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import collections.abc
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -41,19 +54,128 @@ def validate_model(model: type[BaseModel], data: Mapping[str, Any] | BaseModel |
         return model.model_validate(dict(data))
     except ValidationError as err:
         msg = format_validation_error(err, where)
-        if "unknown key" in msg:
-            msg += f"\n{where}: allowed keys: {', '.join(model.model_fields)}"
+        for e in err.errors():
+            if e.get("type") == "extra_forbidden":
+                section = _section_model(model, tuple(e.get("loc", ()))[:-1])
+                if section is not None:
+                    prefix = ".".join(str(p) for p in tuple(e.get("loc", ()))[:-1])
+                    label = f"allowed keys in {prefix!r}" if prefix else "allowed keys"
+                    line = f"\n{where}: {label}: {', '.join(section.model_fields)}"
+                    if line not in msg:
+                        msg += line
         raise ConfigError(msg) from None
 
 
-class TrainConfig(BaseModel):
+def _section_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model at ``loc`` inside ``model`` (``("search",)`` -> `SearchConfig`), if every step is a model."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+_SEQUENCES = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Set,
+    collections.abc.Collection,
+    collections.abc.Iterable,
+)
+_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+def _union_args(annotation: Any) -> tuple[Any, ...] | None:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return typing.get_args(annotation)
+    return None
+
+
+def _strip(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a bool is a legitimate value of ``annotation`` (bool, Any, object, a Literal with a bool...)."""
+    annotation = _strip(annotation)
+    if annotation in (bool, Any, object) or isinstance(annotation, (str, typing.TypeVar)):
+        return True  # unresolved string annotations and type variables are not checked
+    union = _union_args(annotation)
+    if union is not None:
+        return any(_takes_bool(a) for a in union)
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(annotation))
+    return False
+
+
+def _is_number(annotation: Any) -> bool:
+    annotation = _strip(annotation)
+    union = _union_args(annotation)
+    if union is not None:
+        return any(_is_number(a) for a in union)
+    return isinstance(annotation, type) and issubclass(annotation, (int, float)) and annotation is not bool
+
+
+def bool_for_number(annotation: Any, value: Any) -> bool:
+    """True when ``value`` is, or holds where ``annotation`` wants a number, a boolean.
+
+    pydantic (like Python) treats ``True`` as the integer 1, so ``steps: true`` would train one step; configs
+    and space arguments reject that. Containers are checked element-wise (``tuple[float, float]``,
+    ``Sequence[int]``, ``dict[str, float]``); annotations that accept a bool (``bool``, ``Any``) never complain.
+    """
+    try:
+        return _bool_for_number(annotation, value)
+    except Exception:  # an exotic annotation: leave the judgement to pydantic
+        return False
+
+
+def _bool_for_number(annotation: Any, value: Any) -> bool:
+    annotation = _strip(annotation)
+    if isinstance(value, (bool, np.bool_)):
+        return _is_number(annotation) and not _takes_bool(annotation)
+    if _takes_bool(annotation):
+        return False
+    union = _union_args(annotation)
+    if union is not None:
+        return any(_bool_for_number(a, value) for a in union if a is not type(None))
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in _SEQUENCES and isinstance(value, (list, tuple, set, frozenset)) and args:
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return any(_bool_for_number(a, v) for a, v in zip(args, value, strict=False))
+        return any(_bool_for_number(args[0], v) for v in value)
+    if origin in _MAPPINGS and isinstance(value, Mapping) and len(args) == 2:
+        return any(_bool_for_number(args[1], v) for v in value.values())
+    return False
+
+
+class NoBoolNumbers(BaseModel):
+    """Base of the config models: a boolean is not accepted where a number is expected (``steps: true``)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and bool_for_number(field.annotation, value):
+            raise ValueError("expected a number, not a boolean")
+        return value
+
+
+class TrainConfig(NoBoolNumbers):
     """Settings of one supernet training run (see .notes/train-api.md for the table).
 
     Load from YAML with `TrainConfig.from_yaml`, from a dict with `TrainConfig.from_dict`; both raise
     `ConfigError` naming any unknown key or bad value.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
     steps: PositiveInt = 1000
     batch_size: PositiveInt = 32
@@ -71,7 +193,7 @@ class TrainConfig(BaseModel):
     nesterov: bool = False
     grad_clip: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     deterministic: bool = False
     checkpoint_every: int = Field(0, ge=0)
     keep_checkpoints: PositiveInt = 2
@@ -81,6 +203,13 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     progress: bool = True
 
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"both Adam betas must be in [0, 1), got {list(v)}")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.min_lr > self.lr:
@@ -88,9 +217,9 @@ class TrainConfig(BaseModel):
         return self
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> TrainConfig:
-        """Validate a dict (unknown keys and bad values raise `ConfigError` naming the key)."""
-        return validate_model(cls, data, "train config")
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "train config") -> TrainConfig:
+        """Validate a dict (unknown keys and bad values raise `ConfigError` naming the key, after ``where``)."""
+        return validate_model(cls, data, where)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

@@ -24,7 +24,7 @@ from .distributed import DistInfo, barrier, setup_distributed
 from .evaluate import evaluate_many, resolve_device
 from .kinds import decision_kinds
 from .strategies import Strategy, make_strategy
-from .tasks import Task, make_task
+from .tasks import Task, check_fits, make_task
 
 
 @dataclass
@@ -219,6 +219,7 @@ def train(
 
     block = config.block_size or getattr(space.net, "block_size", None)
     task = make_task(data, block_size=block, seed=config.seed)
+    check_fits(space, task)
 
     ckpt_path = ck.latest_checkpoint(run_path) if run_path is not None else None
     if ckpt_path is not None and not resume:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -275,3 +276,125 @@ def make_task(data: Any, block_size: int | None = None, val_fraction: float = 0.
         f"cannot train on {type(data).__name__}: pass a Task, a CharText, an ImageData, an ArrayDataset, or a "
         "(train, val) pair of ArrayDatasets / (x, y) tensor pairs"
     )
+
+
+def _describe_task(task: Task) -> str:
+    try:
+        info = dict(task.describe())
+    except Exception:
+        return f"{type(task).__name__} data"
+    kind = info.pop("kind", type(task).__name__)
+    return f"{kind} data ({', '.join(f'{k}={v}' for k, v in info.items())})"
+
+
+def _describe_space(space: nn.Module) -> str:
+    spec = getattr(space, "spec", None)
+    if isinstance(spec, dict) and spec.get("space"):
+        return repr(spec["space"])
+    inner = getattr(space, "net", None)
+    return f"{type(space).__name__}({type(inner).__name__})" if inner is not None else type(space).__name__
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(err).__name__}: {text}"
+
+
+def _lm_vocab(task: LMTask) -> int:
+    """The number of token ids the data uses: at least its vocab size and the largest id + 1."""
+    top = max(int(task.text.train.max()), int(task.text.val.max()))
+    return max(int(task.text.vocab_size), top + 1)
+
+
+def _fit_problem(out: Any, x: torch.Tensor, task: Task, vocab: int | None) -> str | None:
+    """What is wrong with a forward's output for ``task`` (None when it fits)."""
+    if not isinstance(out, torch.Tensor):
+        return f"the space returns a {type(out).__name__}, but training needs a tensor of logits"
+    if out.ndim < 2:
+        return f"the space returns shape {tuple(out.shape)}, but training needs logits with a class dimension"
+    if isinstance(task, LMTask) and vocab is not None:
+        if tuple(out.shape[:-1]) != tuple(x.shape):
+            return (
+                f"the space returns shape {tuple(out.shape)} for token ids of shape {tuple(x.shape)}; a language "
+                f"model must return (batch, tokens, vocab) = {(*x.shape, vocab)}"
+            )
+        if out.shape[-1] < vocab:
+            return (
+                f"vocab too small: the data has {vocab} token ids but the space outputs {out.shape[-1]} logits "
+                f"per token; build the space with vocab_size={vocab}"
+            )
+    if isinstance(task, ClassificationTask):
+        n = task.num_classes
+        if out.ndim != 2 or out.shape[0] != x.shape[0]:
+            return (
+                f"the space returns shape {tuple(out.shape)} for a batch of {x.shape[0]}; classification needs "
+                f"(batch, classes) = ({x.shape[0]}, {n})"
+            )
+        if out.shape[-1] != n:
+            return (
+                f"the space outputs {out.shape[-1]} classes but the data has {n}; build the space with "
+                f"num_classes={n}"
+            )
+    return None
+
+
+def check_fits(space: nn.Module, task: Task) -> None:
+    """Check that ``space`` can train on ``task`` before training starts.
+
+    Forwards the space's largest and smallest archs on ``task.example_input(2)`` (eval mode, no grad; for a
+    language model one token is set to the largest token id of the data), and checks the output's shape:
+    ``(batch, num_classes)`` for classification, ``(batch, tokens, >= vocab)`` for a language model. The space's
+    arch and train/eval mode are restored afterwards.
+
+    Raises:
+        ConfigError: one line naming the data, the space and the problem (e.g. "vocab too small", a wrong
+            number of classes, or the error the forward raised).
+    """
+    from .config import ConfigError
+
+    where = f"the {_describe_task(task)} does not fit space {_describe_space(space)}"
+    first = next(iter(space.parameters()), None)
+    if first is None:
+        first = next(iter(space.buffers()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    vocab: int | None = None
+    try:
+        x = task.example_input(2)
+        if isinstance(task, LMTask):
+            vocab = _lm_vocab(task)
+            x = x.clone()
+            x[-1, -1] = vocab - 1  # the largest token id: an embedding with too few rows fails on it
+        x = x.to(device)
+    except Exception as err:
+        raise ConfigError(f"{where}: cannot make an example input: {_one_line(err)}") from err
+    archs: list[tuple[str, Any]] = [("the largest arch", None)]
+    if hasattr(space, "max_arch") and hasattr(space, "set_arch"):
+        archs = [("the largest arch", space.max_arch()), ("the smallest arch", space.min_arch())]
+        if archs[0][1] == archs[1][1]:
+            archs = archs[:1]
+    previous = getattr(space, "arch", None)
+    was_training = space.training
+    space.eval()
+    try:
+        for label, arch in archs:
+            if arch is not None:
+                space.set_arch(arch)
+            try:
+                with torch.no_grad():
+                    out = space(x)
+            except Exception as err:
+                problem = _one_line(err)
+                if vocab is not None and isinstance(err, IndexError):
+                    problem = (
+                        f"vocab too small: token id {vocab - 1} is out of range for the space (the data has {vocab} "
+                        f"token ids); build the space with vocab_size={vocab} ({problem})"
+                    )
+                raise ConfigError(f"{where}: {label} fails on an example batch: {problem}") from err
+            problem = _fit_problem(out, x, task, vocab)
+            if problem is not None:
+                raise ConfigError(f"{where}: {label}: {problem}")
+    finally:
+        if previous is not None:
+            space.set_arch(previous)
+        space.train(was_training)
