@@ -117,7 +117,7 @@ def _flip(data: bytes, index: int) -> bytes:
 
 
 def _variant(kind: str, name: str, data: bytes, marker: Path) -> bytes | None:
-    """The damaged content, or None when the variant does not apply to this file kind."""
+    """The damaged content (None: the variant does not apply to this file kind, see `_applies`)."""
     if name == "truncated":
         return data[: len(data) // 2]
     if name == "empty":
@@ -149,8 +149,13 @@ def _variant(kind: str, name: str, data: bytes, marker: Path) -> bytes | None:
 VARIANTS = ["truncated", "empty", "flip_header", "flip_data", "wrong_shape", "non_utf8", "pickle", "torch_save"]
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("kind", list(KINDS))
+def _applies(kind: str, variant: str) -> bool:
+    if variant == "wrong_shape":
+        return kind not in SAFETENSORS and kind not in SQLITE  # no JSON inside to shape wrongly
+    return not (variant == "flip_data" and kind in SQLITE)  # SQLite pages carry no checksum of their own
+
+
+@pytest.mark.parametrize(("kind", "variant"), [(k, v) for k in KINDS for v in VARIANTS if _applies(k, v)])
 def test_damaged_file_gives_own_error_naming_it(kind: str, variant: str, pristine: Path, tmp_path: Path) -> None:
     root = tmp_path / "copy"
     shutil.copytree(pristine, root)
@@ -158,8 +163,7 @@ def test_damaged_file_gives_own_error_naming_it(kind: str, variant: str, pristin
     path = root / (where(root) if callable(where) else where)
     marker = tmp_path / "EXECUTED"
     damaged = _variant(kind, variant, path.read_bytes(), marker)
-    if damaged is None:
-        pytest.skip(f"{variant} does not apply to {kind}")
+    assert damaged is not None
     read(root)  # the pristine copy reads fine
     path.write_bytes(damaged)
     with pytest.raises((FileFormatError, TableError)) as info:  # TableError: a table's rows are wrong

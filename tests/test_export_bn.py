@@ -94,3 +94,19 @@ def test_export_of_a_batchnorm_subnet_without_data_is_refused(tmp_path: Path) ->
 def test_export_rejects_unknown_evaluation_options(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown evaluation option"):
         sn.export(user_space(), tmp_path / "m", arch={"width": 4, "kernel": 1}, evaluation={"batches": 3})
+
+
+def test_export_of_the_best_arch_scores_what_the_search_reported(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    task = synthetic_task()
+    config = {"steps": 6, "batch_size": 16, "progress": False}
+    run = sn.train(SPACES["nb201"](), task, "uniform", config, run_dir=tmp_path / "run", device="cpu")
+    result = sn.search(run, strategy="random", trials=4, eval_batches=2, eval_batch_size=16, bn_batches=3,
+                       device="cpu", progress=False)
+    assert result.extra["evaluation"] == {"max_batches": 2, "batch_size": 16, "bn_batches": 3}
+    out = sn.export(run, tmp_path / "m", arch="best", latency_device=None)  # settings read from pareto.json
+    meta = load_metadata(out)
+    assert meta["arch"] == result.best["arch"]
+    assert meta["metrics"]["loss"] == pytest.approx(result.best["metrics"]["loss"], rel=1e-5)
+    assert meta["metrics"]["accuracy"] == pytest.approx(result.best["metrics"]["accuracy"], abs=1e-9)
+    assert meta["search_metrics"] == result.best["metrics"]

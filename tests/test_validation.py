@@ -64,7 +64,7 @@ def test_bad_values_are_the_librarys_error_naming_the_space(kwargs: dict, patter
 
 
 def test_unknown_space_name_is_a_key_error_and_a_config_error() -> None:
-    with pytest.raises(KeyError, match="unknown space 'resnet'.*gpt.*module:function") as err:
+    with pytest.raises(KeyError, match=r"unknown space 'resnet'.*gpt.*module:function") as err:
         build_space("resnet")
     assert isinstance(err.value, SpaceError)
     assert "'unknown" not in str(err.value)  # not quoted like a bare KeyError
@@ -158,7 +158,8 @@ def test_gpt_space_on_digits_is_refused_naming_both() -> None:
 
 def test_vocab_too_small_for_shakespeare() -> None:
     task = make_task(sn.data.shakespeare(), block_size=8)
-    with pytest.raises(ConfigError, match=r"the lm data \(.*vocab_size=65.*does not fit space 'gpt'.*vocab too small.*vocab_size=65"):
+    pattern = r"the lm data \(.*vocab_size=65.*does not fit space 'gpt'.*vocab too small.*vocab_size=65"
+    with pytest.raises(ConfigError, match=pattern):
         check_fits(tiny_space("gpt", vocab_size=50), task)
     check_fits(tiny_space("gpt", vocab_size=65), task)
     check_fits(tiny_space("gpt", vocab_size=80), task)  # a larger vocab only wastes a few logits

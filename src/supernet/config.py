@@ -22,7 +22,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
 
 from .files import FileFormatError, read_json
-from .search.objectives import parse_constraints, parse_objectives
+from .search.objectives import (
+    METRIC_DOMAINS,
+    RUN_METRICS,
+    check_known_metrics,
+    check_satisfiable,
+    parse_constraints,
+    parse_objectives,
+)
 from .train.checkpoint import PIPELINE_JSON, read_run_json
 from .train.config import ConfigError, NoBoolNumbers, TrainConfig, validate_model
 
@@ -85,11 +92,14 @@ class DataConfig(_Strict):
 
 
 def _check_constraints(cls: type, v: Any) -> Any:
-    """Accept one constraint string or a list, and fail early (naming it) on one that does not parse."""
+    """Accept one constraint string or a list; fail at once on one that does not parse, names a metric the
+    search of a run does not measure, or that no arch can meet (``loss <= 0``)."""
     if isinstance(v, str):
         v = [v]
     if isinstance(v, list):
-        parse_constraints([str(c) for c in v])
+        cons = parse_constraints([str(c) for c in v])
+        check_known_metrics([], cons, RUN_METRICS, "the search of a training run")
+        check_satisfiable(cons, METRIC_DOMAINS)
     return v
 
 
@@ -103,7 +113,7 @@ class SearchConfig(_Strict):
     workers: PositiveInt = 1
     storage: str | None = None
     study_name: str = "search"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     population_size: PositiveInt | None = None
     sample_size: PositiveInt | None = None
     eval_batches: PositiveInt | None = 8
@@ -114,7 +124,7 @@ class SearchConfig(_Strict):
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v: list[str]) -> list[str]:
-        parse_objectives(v)
+        check_known_metrics(parse_objectives(v), [], RUN_METRICS, "the search of a training run")
         return v
 
     _constraints = field_validator("constraints", mode="before")(_check_constraints)
@@ -143,7 +153,7 @@ class FinetuneConfig(_Strict):
     grad_clip: float | None = Field(1.0, gt=0)
     eval_batches: PositiveInt | None = None
     eval_batch_size: PositiveInt | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class PipelineConfig(_Strict):

@@ -226,7 +226,10 @@ def export(
 
 
 def _evaluation_options(run_dir: Path | None, given: Mapping[str, Any] | None) -> dict[str, Any]:
-    """How the exported model is measured: as the run's search evaluated archs, unless told otherwise."""
+    """How the exported model is measured: as the run's search evaluated archs, unless told otherwise.
+
+    The search records its evaluation settings in pareto.json; older fronts fall back on the run's search config.
+    """
     from .config import SearchConfig, read_pipeline
     from .train.checkpoint import PIPELINE_JSON
 
@@ -240,6 +243,8 @@ def _evaluation_options(run_dir: Path | None, given: Mapping[str, Any] | None) -
         "bn_batch_size": None,
         "seed": 0,
     }
+    recorded = (_front_or_empty(run_dir).get("evaluation") or {}) if run_dir is not None else {}
+    opts.update({k: v for k, v in recorded.items() if k in opts})
     unknown = set(given or {}) - set(opts)
     if unknown:
         raise ValueError(f"unknown evaluation option(s) {sorted(unknown)}; expected some of {sorted(opts)}")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..config import PIPELINE_JSON, PipelineConfig, SearchConfig, load_section
-from ..files import FileFormatError, read_json
+from ..config import PipelineConfig, SearchConfig, load_section, read_pipeline
+from ..train.checkpoint import PIPELINE_JSON
 from ._util import device_arg, formatter, friendly, overrides
 
 EXAMPLE = """example:
@@ -69,10 +69,7 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
     if args.config is not None:
         base = PipelineConfig.from_yaml(args.config).search.model_dump()
     elif (args.run_dir / PIPELINE_JSON).is_file():
-        pipeline = read_json(args.run_dir / PIPELINE_JSON, what="pipeline config (pipeline.json)")
-        base = pipeline.get("search", {}) if isinstance(pipeline, dict) else None
-        if not isinstance(base, dict):
-            raise FileFormatError(args.run_dir / PIPELINE_JSON, "has no 'search' section of settings")
+        base = read_pipeline(args.run_dir).search.model_dump()
     base.update(overrides(args, _FLAGS))
     return load_section(SearchConfig, base, "search config")
 

@@ -38,6 +38,7 @@ from .study import (
     Evaluator,
     SearchSetup,
     budget_status,
+    close_storage,
     fail_dead_trials,
     make_storage,
     open_study,
@@ -252,68 +253,74 @@ def search(
     optuna.logging.set_verbosity(logging.WARNING)
     eval_options = {"max_batches": eval_batches, "batch_size": eval_batch_size, "bn_batches": bn_batches}
 
-    if workers == 1:
-        setup = _setup_in_process(
-            space_or_run,
-            task,
-            evaluator,
-            example_input,
-            objs,
-            cons,
-            strategy,
-            eval_options,
-            latency_device,
-            device,
-            population_size,
-            sample_size,
-        )
-        setup.screen, setup.screen_candidates = screen, screen_candidates
-        setup.check_feasible_exists()
-        store = make_storage(storage)
-        probe = open_study(store, study_name, objs, cons)
-        fail_dead_trials(probe)  # trials left RUNNING by killed processes of this host: their archs are free now
-        existing = len(probe.get_trials(deepcopy=False))
-        study = open_study(store, study_name, objs, cons, setup.make_sampler(seed + existing, trials))
-        _run_worker_loop(study, setup, trials, max_total, progress, sqlite_path(storage))
-    else:
-        spec_space = None if run_dir is not None else _space_of(space_or_run)
-        base = _WorkerSpec(
-            run_dir=str(run_dir) if run_dir is not None else None,
-            task=task,
-            space=spec_space,
-            evaluator=evaluator,
-            example_input=example_input,
-            objectives=objs,
-            constraints=cons,
-            strategy=strategy,
-            trials=trials,
-            max_total=max_total,
-            storage=storage,  # type: ignore[arg-type]
-            study_name=study_name,
-            seed=seed,
-            population_size=population_size,
-            sample_size=sample_size,
-            eval_options=eval_options,
-            latency_device=latency_device,
-            device=device,
-            threads=max(1, (os.cpu_count() or 1) // workers),
-            screen=screen,
-            screen_candidates=screen_candidates,
-        )
-        if any(c.metric == "params" for c in cons):
-            space = spec_space if spec_space is not None else _load_space(run_dir, "cpu")
-            SearchSetup(
-                space,
-                None,
-                [Objective("params", "minimize")],
-                [c for c in cons if c.metric == "params"],
-                CostModel(space),
-            ).check_feasible_exists()
-        store = make_storage(storage)
-        study = open_study(store, study_name, objs, cons)  # create it once, before the workers race to
-        fail_dead_trials(study)
-        _run_workers(base, workers, study, trials, progress)
-    return _finish(study, objs, cons, strategy, storage, study_name, out_dir, trials, max_total)
+    store = None
+    try:
+        if workers == 1:
+            setup = _setup_in_process(
+                space_or_run,
+                task,
+                evaluator,
+                example_input,
+                objs,
+                cons,
+                strategy,
+                eval_options,
+                latency_device,
+                device,
+                population_size,
+                sample_size,
+            )
+            setup.screen, setup.screen_candidates = screen, screen_candidates
+            setup.check_feasible_exists()
+            store = make_storage(storage)
+            probe = open_study(store, study_name, objs, cons)
+            fail_dead_trials(probe)  # trials left RUNNING by killed processes of this host: their archs are free now
+            existing = len(probe.get_trials(deepcopy=False))
+            study = open_study(store, study_name, objs, cons, setup.make_sampler(seed + existing, trials))
+            _run_worker_loop(study, setup, trials, max_total, progress, sqlite_path(storage))
+        else:
+            spec_space = None if run_dir is not None else _space_of(space_or_run)
+            base = _WorkerSpec(
+                run_dir=str(run_dir) if run_dir is not None else None,
+                task=task,
+                space=spec_space,
+                evaluator=evaluator,
+                example_input=example_input,
+                objectives=objs,
+                constraints=cons,
+                strategy=strategy,
+                trials=trials,
+                max_total=max_total,
+                storage=storage,  # type: ignore[arg-type]
+                study_name=study_name,
+                seed=seed,
+                population_size=population_size,
+                sample_size=sample_size,
+                eval_options=eval_options,
+                latency_device=latency_device,
+                device=device,
+                threads=max(1, (os.cpu_count() or 1) // workers),
+                screen=screen,
+                screen_candidates=screen_candidates,
+            )
+            if any(c.metric == "params" for c in cons):
+                space = spec_space if spec_space is not None else _load_space(run_dir, "cpu")
+                SearchSetup(
+                    space,
+                    None,
+                    [Objective("params", "minimize")],
+                    [c for c in cons if c.metric == "params"],
+                    CostModel(space),
+                ).check_feasible_exists()
+            store = make_storage(storage)
+            study = open_study(store, study_name, objs, cons)  # create it once, before the workers race to
+            fail_dead_trials(study)
+            _run_workers(base, workers, study, trials, progress)
+        result = _finish(study, objs, cons, strategy, storage, study_name, out_dir, trials, max_total,
+                         eval_options if evaluator is None else None)
+    finally:
+        close_storage(store)  # an SQLite study is one self-contained file again
+    return result
 
 
 def _run_dir_of(obj: Any) -> Path | None:
@@ -440,12 +447,15 @@ def _worker_main(spec: _WorkerSpec, index: int) -> None:
     )
     setup.screen, setup.screen_candidates = spec.screen, spec.screen_candidates
     store = make_storage(spec.storage)
-    probe = open_study(store, spec.study_name, spec.objectives, spec.constraints)
-    fail_dead_trials(probe)
-    existing = len(probe.get_trials(deepcopy=False))
-    sampler = setup.make_sampler(spec.seed + index + WORKER_SEED_STRIDE * existing, spec.trials)
-    study = open_study(store, spec.study_name, spec.objectives, spec.constraints, sampler)
-    _run_worker_loop(study, setup, spec.trials, spec.max_total, progress=False, db=sqlite_path(spec.storage))
+    try:
+        probe = open_study(store, spec.study_name, spec.objectives, spec.constraints)
+        fail_dead_trials(probe)
+        existing = len(probe.get_trials(deepcopy=False))
+        sampler = setup.make_sampler(spec.seed + index + WORKER_SEED_STRIDE * existing, spec.trials)
+        study = open_study(store, spec.study_name, spec.objectives, spec.constraints, sampler)
+        _run_worker_loop(study, setup, spec.trials, spec.max_total, progress=False, db=sqlite_path(spec.storage))
+    finally:
+        close_storage(store)
 
 
 def _run_workers(base: _WorkerSpec, workers: int, study: optuna.Study, trials: int, progress: bool) -> None:
@@ -495,6 +505,7 @@ def _finish(
     out_dir: str | os.PathLike[str] | None,
     trials: int,
     max_total: int,
+    evaluation: dict[str, Any] | None = None,
 ) -> SearchResult:
     entries = collect_entries(study)
     front = pareto_front(entries, objs)
@@ -513,6 +524,8 @@ def _finish(
         strategy=strategy,
         extra=_stop_note(study, trials, max_total, space_archs),
     )
+    if evaluation is not None:  # how the default evaluator measured archs: `export` measures the same way
+        result.extra["evaluation"] = dict(evaluation)
     if out_dir is not None:
         write_outputs(result)
     return result

@@ -75,7 +75,12 @@ def _gating_decisions(space: SuperModule) -> list[str]:
     return list(out)
 
 
-def count_distinct_archs(space: SuperModule, max_archs: int = 100_000, max_steps: int = 2_000) -> int | None:
+# Counting walks the active decisions once per setting of the gating decisions (~1 ms each on a CPU): at most
+# this many walks keeps the count within a few seconds at the start of a search.
+MAX_COUNT_WALKS = 2_000
+
+
+def count_distinct_archs(space: SuperModule, max_archs: int = 100_000, max_steps: int = MAX_COUNT_WALKS) -> int | None:
     """How many distinct subnets (distinct `arch_key` values) ``space`` has, or None when that is too costly to count.
 
     Only the decisions that switch others on or off (depths, operation choices holding decisions) are

@@ -111,13 +111,21 @@ def sqlite_path(url: str | None) -> Path | None:
 
 
 def check_study_file(path: str | os.PathLike[str]) -> None:
-    """Fail with a `FileFormatError` naming ``path`` unless it is missing, empty, or a sound SQLite database
-    that could hold an Optuna study (a quick integrity check runs on it; a locked file is left to Optuna).
+    """Fail with a `FileFormatError` naming ``path`` unless it is missing or a sound SQLite database that could
+    hold an Optuna study (a quick integrity check runs on it; a locked file is left to Optuna).
+
+    An empty file is refused too: SQLite writes a study database's header as soon as it creates the study, so
+    an empty one was truncated (or is not ours); deleting it starts a new study.
     """
     path = Path(path)
     check_sqlite(path)
-    if not path.is_file() or path.stat().st_size == 0:
+    if not path.is_file():
         return
+    size = path.stat().st_size
+    if size == 0:
+        raise FileFormatError(path, "is empty (truncated?); expected an Optuna study (delete it to start a new one)")
+    if not Path(f"{path}-wal").exists():  # no writer has it open: its header must match its size
+        _check_sqlite_size(path, size)
     try:
         con = sqlite3.connect(str(path), timeout=SQLITE_TIMEOUT_S)
         try:
@@ -138,6 +146,29 @@ def check_study_file(path: str | os.PathLike[str]) -> None:
         )
 
 
+def _check_sqlite_size(path: Path, size: int) -> None:
+    """Catch a truncated SQLite file from its 100-byte header (page size, and page count where it is valid)."""
+    with open(path, "rb") as f:
+        head = f.read(100)
+    if len(head) < 100:
+        raise FileFormatError(path, "is truncated (shorter than an SQLite header); expected an Optuna study")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise FileFormatError(path, f"has a damaged SQLite header (page size {page_size}); expected an Optuna study")
+    pages = int.from_bytes(head[28:32], "big")
+    header_valid = head[24:28] == head[92:96]  # the page count is valid when its version matches the change counter
+    if size % page_size:
+        raise FileFormatError(
+            path, f"is truncated ({size} bytes: not whole pages of {page_size} bytes); expected an Optuna study"
+        )
+    if header_valid and pages * page_size > size:
+        raise FileFormatError(
+            path,
+            f"is truncated ({size // page_size} of the {pages} pages its header records); expected an Optuna study",
+        )
+
+
 @contextlib.contextmanager
 def study_file_errors(path: Path | None) -> Iterator[None]:
     """Turn the errors of a damaged SQLite study file (raised by SQLAlchemy or Optuna) into a `FileFormatError`."""
@@ -149,6 +180,13 @@ def study_file_errors(path: Path | None) -> Iterator[None]:
         if path is None or type(orig) is not sqlite3.DatabaseError:  # corrupt / not a database, not locked etc.
             raise
         raise FileFormatError(path, f"is a damaged SQLite database ({orig}); expected an Optuna study") from None
+
+
+def close_storage(storage: BaseStorage | None) -> None:
+    """Close an RDB storage's connections; the last one to an SQLite file folds its WAL back into the file."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def _sqlite_connect(path: str) -> sqlite3.Connection:

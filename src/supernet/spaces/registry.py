@@ -102,7 +102,7 @@ def _one_line(err: BaseException, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _show(kwargs: Mapping[str, Any], limit: int = 300) -> str:
+def _show(kwargs: Mapping[str, Any], limit: int = 800) -> str:
     text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -273,10 +273,10 @@ def _check_value(name: str, key: str, annotation: Any, value: Any) -> Any:
     except Exception:  # a validator that cannot judge this value: let the factory do it
         return value
     try:
-        same = _jsonable(checked) == _jsonable(value)
+        equal = _jsonable(checked) == _jsonable(value)
     except Exception:
-        same = False
-    return value if same else checked
+        equal = False
+    return value if type(equal) is bool and equal else checked
 
 
 def _factory_signature(name: str, factory: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
