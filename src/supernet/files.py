@@ -145,9 +145,9 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist (expected a {what})") from None
+        raise FileNotFoundError(f"{path} does not exist (expected: {what})") from None
     except IsADirectoryError:
-        raise FileFormatError(path, f"is a directory, expected a {what}") from None
+        raise FileFormatError(path, f"is a directory, expected: {what}") from None
     except OSError as err:
         raise FileFormatError(path, f"cannot be read: {err.strerror or err}") from None
 
@@ -158,7 +158,7 @@ def read_text(path: str | os.PathLike[str], what: str = "text file") -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise FileFormatError(path, f"is not UTF-8 text (byte {err.start}); expected a {what}") from None
+        raise FileFormatError(path, f"is not UTF-8 text (byte {err.start}); expected: {what}") from None
 
 
 def read_json(path: str | os.PathLike[str], model: Any = None, what: str | None = None) -> Any:
@@ -176,7 +176,7 @@ def read_json(path: str | os.PathLike[str], model: Any = None, what: str | None 
         data = json.loads(text)
     except json.JSONDecodeError as err:
         problem = "is empty" if not text.strip() else f"is not valid JSON ({err.msg} at line {err.lineno})"
-        raise FileFormatError(path, f"{problem}; expected a {what}") from None
+        raise FileFormatError(path, f"{problem}; expected: {what}") from None
     if model is not None:
         check_shape(path, data, model, what)
     return data
@@ -257,16 +257,16 @@ def read_tensors(
     path = Path(path)
     data = read_bytes(path, what)
     if len(data) < 8:
-        raise FileFormatError(path, f"is truncated or empty; expected a {what}")
+        raise FileFormatError(path, f"is truncated or empty; expected: {what}")
     n = int.from_bytes(data[:8], "little")
     if n > len(data) - 8:
         kind = "a pickle or torch.save file" if data[:1] == b"\x80" or data[:2] == b"PK" else "not safetensors"
-        raise FileFormatError(path, f"is truncated or {kind}; expected a {what}")
+        raise FileFormatError(path, f"is truncated or {kind}; expected: {what}")
     meta = dict(_parse_header(path, data[8 : 8 + n], n).get("__metadata__") or {})
     try:
         tensors = load(data)
     except Exception as err:  # safetensors raises its own error types for every kind of damage
-        raise FileFormatError(path, f"is damaged ({str(err).splitlines()[0]}); expected a {what}") from None
+        raise FileFormatError(path, f"is damaged ({str(err).splitlines()[0]}); expected: {what}") from None
     expected = meta.get(DIGEST_KEY)
     if expected is not None and tensors_digest(tensors) != expected:
         raise FileFormatError(path, "fails its SHA-256 check: the weights were changed or damaged after writing")

@@ -35,8 +35,9 @@ def format_validation_error(err: ValidationError, where: str) -> str:
             lines.append(f"{where}: unknown key {loc!r}")
         else:
             got = e.get("input")
-            shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-            lines.append(f"{where}: {loc!r}: {e.get('msg')} (got {shown})")
+            msg = str(e.get("msg", "")).removeprefix("Value error, ")  # pydantic's prefix for validator errors
+            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+            lines.append(f"{where}: {loc!r}: {msg}{shown}")
     return "\n".join(lines)
 
 
