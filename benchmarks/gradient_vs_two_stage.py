@@ -27,10 +27,10 @@ from typing import Any
 import torch
 
 import supernet as sn
-from supernet.train import train
-from supernet.train.evaluate import evaluate
-from supernet.train.strategies import get_strategy
-from supernet.train.tasks import make_task
+from supernet.training import train
+from supernet.training.evaluate import evaluate
+from supernet.training.strategies import get_strategy
+from supernet.training.tasks import make_task
 
 
 def make_space(size: str, block: int) -> sn.SuperModule:
@@ -148,7 +148,7 @@ def run_two_stage(seed: int, args: argparse.Namespace, text: Any) -> tuple[dict[
     per_eval = time.perf_counter() - t_eval
     left = args.budget - (time.perf_counter() - t)
     trials = max(4, int(left / max(per_eval, 1e-3)))
-    result = sn.search.search(
+    result = sn.searching.search(
         space,
         evaluator=evaluator,
         objectives=("loss",),

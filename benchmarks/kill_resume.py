@@ -392,7 +392,7 @@ def load_trials(run: Path) -> list[TrialRow]:
     """Every trial of the run's search study (read with the library's storage, heartbeats off)."""
     import optuna
 
-    from supernet.search import make_storage
+    from supernet.searching import make_storage
 
     db = run / "search" / "study.db"
     if not db.is_file():

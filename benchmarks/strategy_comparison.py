@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 import supernet as sn
-from supernet.search import search
-from supernet.train import LMTask, evaluate, train
+from supernet.searching import search
+from supernet.training import LMTask, evaluate, train
 
 SPACE = dict(block_size=64, embed_dims=(48, 64, 96), num_heads=(2, 3), mlp_ratios=(2, 4), depths=(1, 2, 3), head_dim=16)
 STRATEGIES = ("uniform", "fair", "sandwich", "alpha", "progressive")

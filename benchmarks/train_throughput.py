@@ -16,9 +16,9 @@ import time
 import torch
 
 import supernet as sn
-from supernet.train import TrainConfig, TrainContext, decision_kinds
-from supernet.train.loop import make_optimizer
-from supernet.train.strategies import make_strategy
+from supernet.training import TrainConfig, TrainContext, decision_kinds
+from supernet.training.loop import make_optimizer
+from supernet.training.strategies import make_strategy
 
 
 def _sync(device: torch.device) -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     text = sn.data.shakespeare()
     space = sn.spaces.gpt(vocab_size=text.vocab_size, block_size=args.block_size).to(device)
     cfg = TrainConfig(steps=10**9, batch_size=args.batch_size, block_size=args.block_size, progress=False)
-    task = sn.train.make_task(text, block_size=args.block_size)
+    task = sn.training.make_task(text, block_size=args.block_size)
     amp = torch.bfloat16 if device.type == "cuda" else None
 
     uniform = make_strategy("uniform")

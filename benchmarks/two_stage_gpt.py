@@ -25,8 +25,8 @@ from rich.table import Table
 
 import supernet as sn
 from supernet.finetune import train_plain, val_loss
-from supernet.search import arch_key, search
-from supernet.train import LMTask, train
+from supernet.searching import arch_key, search
+from supernet.training import LMTask, train
 
 SPACE = dict(block_size=64, embed_dims=(48, 64, 96), num_heads=(2, 3), mlp_ratios=(2, 4), depths=(1, 2, 3), head_dim=16)
 

@@ -230,7 +230,7 @@ def _tiny_vit() -> sn.SuperModule:
 
 
 def test_groundtruth_trains_from_scratch_and_resumes(tmp_path: Path) -> None:
-    from supernet.train.tasks import ClassificationTask
+    from supernet.training.tasks import ClassificationTask
 
     space = _tiny_vit()
     task = ClassificationTask(*sn.data.digits())
@@ -291,7 +291,7 @@ def test_groundtruth_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_groundtruth_nb201_keys_are_nb201_strings(tmp_path: Path) -> None:
     space = sn.spaces.nb201(C=2, N=1)
-    from supernet.train.tasks import ClassificationTask
+    from supernet.training.tasks import ClassificationTask
 
     data = _splits(20, size=8)
     task = ClassificationTask(data.train, data.holdout, transform=lambda x: x.float() / 255)

@@ -12,7 +12,7 @@ import supernet as sn
 from supernet.cli import COMMANDS, build_parser, main
 from supernet.config import PipelineConfig, SearchConfig, load_section
 from supernet.export import load, load_metadata
-from supernet.train import ConfigError, load_run
+from supernet.training import ConfigError, load_run
 
 TINY_YAML = """
 run_dir: {run_dir}

@@ -22,7 +22,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def test_old_run_loads_and_its_model_matches_the_supernet(run_dir: Path) -> None:
-    run = sn.training.load_run(run_dir) if hasattr(sn, "training") else sn.train.load_run(run_dir)
+    run = sn.training.load_run(run_dir)
     assert run.step == 4 and run.config.strategy == "sandwich"
     meta = load_metadata(run_dir / "model")
     model = sn.load(run_dir / "model")

@@ -26,9 +26,9 @@ from supernet.export import load_metadata, select_arch
 from supernet.files import FileFormatError, write_json
 from supernet.predictors import GBDTPredictor
 from supernet.predictors.io import load_predictor, save_predictor
-from supernet.search import load_front
-from supernet.train import load_run
-from supernet.train.checkpoint import latest_checkpoint, load_checkpoint
+from supernet.searching import load_front
+from supernet.training import load_run
+from supernet.training.checkpoint import latest_checkpoint, load_checkpoint
 
 TINY_GPT = {"block_size": 8, "embed_dims": (8, 16), "num_heads": (1, 2), "mlp_ratios": (2,), "depths": (1, 2),
             "head_dim": 4}
@@ -81,7 +81,7 @@ KINDS: dict[str, tuple[Any, Callable[[Path], Any]]] = {
     "checkpoint state.json": (lambda r: _checkpoint(r) / "state.json", _resume),
     "checkpoint weights": (lambda r: _checkpoint(r) / "weights.safetensors", lambda r: load_run(r / "run")),
     "checkpoint state tensors": (lambda r: _checkpoint(r) / "state.safetensors", _resume),
-    "final weights": ("run/weights.safetensors", lambda r: sn.train.load_run(_no_checkpoints(r))),
+    "final weights": ("run/weights.safetensors", lambda r: sn.training.load_run(_no_checkpoints(r))),
     "pipeline.json": ("run/pipeline.json", lambda r: read_pipeline(r / "run")),
     "pareto.json": ("run/search/pareto.json", lambda r: load_front(r / "run")),
     "study.db": (

@@ -16,13 +16,13 @@ from torch import nn
 import supernet as sn
 from supernet.export import load_metadata
 from supernet.finetune import finetune
-from supernet.train import evaluate, evaluate_model, make_task
+from supernet.training import evaluate, evaluate_model, make_task
 from tiny_spaces import tiny_space
 
 EVAL = {"max_batches": 2, "batch_size": 16, "bn_batches": 3}
 
 
-def synthetic_task(classes: int = 3, n: int = 160, seed: int = 0) -> sn.train.Task:
+def synthetic_task(classes: int = 3, n: int = 160, seed: int = 0) -> sn.training.Task:
     """Images whose label is the channel with the largest mean: learnable in a few steps, deterministic."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, 8, 8, generator=gen)

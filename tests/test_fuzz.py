@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import supernet as sn
 from supernet.config import PipelineConfig
 from supernet.spaces import SPACES, build_space
-from supernet.train import ConfigError
+from supernet.training import ConfigError
 from tiny_spaces import TINY
 
 FUZZ = settings(

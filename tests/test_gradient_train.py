@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import supernet as sn
-from supernet.train import load_run, train
+from supernet.training import load_run, train
 from tiny_spaces import tiny_space
 
 

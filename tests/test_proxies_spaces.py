@@ -1,4 +1,4 @@
-"""Proxies on every ready space (small configs): finite where applicable, deterministic, usable by sn.search."""
+"""Proxies on every ready space (small configs): finite where applicable, deterministic, usable by sn.searching."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_objective_evaluator_and_prefilter_in_search():
     ev = P.evaluator(space, ["synflow", "nwot"], IMAGES, device="cpu")
     all_none = {k: "none" for k in space.choices}
     assert ev(all_none)["synflow"] == P.NONFINITE_FILL  # a disconnected net: -inf reported as the fill
-    result = sn.search.search(
+    result = sn.searching.search(
         space, evaluator=ev, objectives=["synflow:max"], strategy="random", trials=4, seed=0, progress=False
     )
     best = result.best

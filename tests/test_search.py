@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 import supernet as sn
-from supernet.search import (
+from supernet.searching import (
     RegularizedEvolutionSampler,
     active_decisions,
     arch_key,
@@ -17,7 +17,7 @@ from supernet.search import (
     parse_objectives,
     search,
 )
-from supernet.search.pareto import pareto_front
+from supernet.searching.pareto import pareto_front
 
 
 def tiny_space() -> sn.SuperModule:

@@ -25,7 +25,7 @@ from torch import nn
 import supernet as sn
 from supernet.cli import main
 from supernet.files import FileFormatError
-from supernet.search import (
+from supernet.searching import (
     CostModel,
     SearchSetup,
     arch_key,
@@ -37,8 +37,8 @@ from supernet.search import (
     search,
     worker_identity,
 )
-from supernet.search.study import HEARTBEAT_GRACE_S, STALL_TRIALS, WORKER_ATTR, open_study, worker_is_gone
-from supernet.train import load_run
+from supernet.searching.study import HEARTBEAT_GRACE_S, STALL_TRIALS, WORKER_ATTR, open_study, worker_is_gone
+from supernet.training import load_run
 from tiny_spaces import tiny_space
 
 torch.set_num_threads(1)
@@ -215,7 +215,7 @@ def test_sqlalchemy_errors_of_a_damaged_file_become_file_format_errors(
     tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # without the up-front file check, the damage surfaces as SQLAlchemy/Optuna errors while opening the study
-    monkeypatch.setattr("supernet.search.study.check_study_file", lambda path: None)
+    monkeypatch.setattr("supernet.searching.study.check_study_file", lambda path: None)
     db = tmp_path / "study.db"
     db.write_bytes(_damaged(kind, tmp_path))
     space = width_space()
@@ -224,7 +224,7 @@ def test_sqlalchemy_errors_of_a_damaged_file_become_file_format_errors(
 
 
 def test_a_locked_database_is_not_called_damaged(tmp_path: Path) -> None:
-    from supernet.search.study import study_file_errors
+    from supernet.searching.study import study_file_errors
 
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         with study_file_errors(tmp_path / "study.db"):
@@ -407,7 +407,7 @@ def test_a_big_enough_budget_is_not_reported_as_exhausted() -> None:
 
 
 def test_search_stops_when_the_sampler_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("supernet.search.study.COUNT_ARCHS_MAX", 0)  # as if the space were too big to count
+    monkeypatch.setattr("supernet.searching.study.COUNT_ARCHS_MAX", 0)  # as if the space were too big to count
     space = width_space(4)
     ev = Counting(space)
     result = search(space, ev, objectives=["loss"], strategy="random", trials=10, progress=False)

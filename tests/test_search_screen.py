@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import supernet as sn
-from supernet.search import search
+from supernet.searching import search
 
 
 def one_decision_space() -> sn.SuperModule:

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import supernet as sn
-from supernet.search import arch_key, search
-from supernet.search.pareto import dominates
+from supernet.searching import arch_key, search
+from supernet.searching.pareto import dominates
 
 
 def space() -> sn.SuperModule:

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import supernet as sn
-from supernet.train import ClassificationTask, TrainConfig, TrainContext, decision_kinds
-from supernet.train.strategies import make_strategy
+from supernet.training import ClassificationTask, TrainConfig, TrainContext, decision_kinds
+from supernet.training.strategies import make_strategy
 
 
 class ConvNet(nn.Module):

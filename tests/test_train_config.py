@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import supernet as sn
-from supernet.train import ConfigError, TrainConfig, lr_at
-from supernet.train.strategies import get_strategy, make_strategy
+from supernet.training import ConfigError, TrainConfig, lr_at
+from supernet.training.strategies import get_strategy, make_strategy
 from test_train_common import mlp_space, vector_task
 
 

@@ -34,7 +34,7 @@ def _text():
     return sn.data.char_text("abcdefghijk " * 60)
 
 
-def _train(kind: str, strategy: str) -> sn.train.Run:
+def _train(kind: str, strategy: str) -> sn.training.Run:
     if kind == "mlp":
         return sn.train(mlp_space(0), vector_task(), strategy, CONFIG, device="cpu")
     return sn.train(_gpt(), _text(), strategy, GPT_CONFIG, device="cpu")

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import supernet as sn
-from supernet.train import batchnorm_modules, evaluate, evaluate_many, recalibrate_bn
+from supernet.training import batchnorm_modules, evaluate, evaluate_many, recalibrate_bn
 from test_train_common import conv_space, image_task, mlp_space, vector_task
 
 
@@ -88,7 +88,7 @@ def test_lm_evaluation_uses_contiguous_val_windows():
     text = sn.data.char_text("hello world, " * 50, val_fraction=0.2)
     space = sn.spaces.gpt(vocab_size=text.vocab_size, block_size=8, embed_dims=(8,), num_heads=(1,), mlp_ratios=(1,),
                           depths=(1,), head_dim=4)
-    task = sn.train.LMTask(text, 8)
+    task = sn.training.LMTask(text, 8)
     batches = list(task.eval_batches("val", batch_size=4))
     x0, y0 = batches[0]
     assert torch.equal(x0[0], text.val[:8]) and torch.equal(y0[0], text.val[1:9]) and torch.equal(x0[1], text.val[8:16])
@@ -100,8 +100,8 @@ def test_lm_evaluation_uses_contiguous_val_windows():
 def test_classification_task_batches_and_augmentation():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
     y = torch.tensor([0, 1])
-    aug = sn.train.crop_flip(padding=1)
-    task = sn.train.ClassificationTask((x, y), (x, y), augment=aug)
+    aug = sn.training.crop_flip(padding=1)
+    task = sn.training.ClassificationTask((x, y), (x, y), augment=aug)
     a = task.train_batch(8, torch.Generator().manual_seed(0))[0]
     b = task.train_batch(8, torch.Generator().manual_seed(0))[0]
     assert torch.equal(a, b) and a.shape == (8, 1, 4, 4)  # reproducible from the generator
@@ -117,12 +117,12 @@ def test_make_task_accepts_the_data_formats():
     from supernet.data import ArrayDataset
 
     ds = ArrayDataset(torch.randn(40, 3), torch.arange(40) % 4, ["a", "b", "c", "d"])
-    t1 = sn.train.make_task(ds, val_fraction=0.25)
-    assert isinstance(t1, sn.train.ClassificationTask) and len(t1.val_y) == 8 and t1.num_classes == 4
-    t2 = sn.train.make_task((ds, ds))
+    t1 = sn.training.make_task(ds, val_fraction=0.25)
+    assert isinstance(t1, sn.training.ClassificationTask) and len(t1.val_y) == 8 and t1.num_classes == 4
+    t2 = sn.training.make_task((ds, ds))
     assert len(t2.train_y) == 40 and len(t2.val_y) == 40
-    t3 = sn.train.make_task(sn.data.char_text("abcd" * 30), block_size=5)
-    assert isinstance(t3, sn.train.LMTask) and t3.describe()["block_size"] == 5
-    assert sn.train.make_task(t3) is t3
+    t3 = sn.training.make_task(sn.data.char_text("abcd" * 30), block_size=5)
+    assert isinstance(t3, sn.training.LMTask) and t3.describe()["block_size"] == 5
+    assert sn.training.make_task(t3) is t3
     with pytest.raises(ValueError, match="needs at least 6"):
-        sn.train.LMTask(sn.data.char_text("abcd" * 10, val_fraction=0.1), 5)
+        sn.training.LMTask(sn.data.char_text("abcd" * 10, val_fraction=0.1), 5)

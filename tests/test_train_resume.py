@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import supernet as sn
-from supernet.train import load_run
-from supernet.train.strategies import STRATEGIES
+from supernet.training import load_run
+from supernet.training.strategies import STRATEGIES
 from test_train_common import conv_space, image_task
 
 
@@ -98,12 +98,12 @@ def test_load_run_of_a_user_space_needs_the_space(tmp_path):
     assert run.step == 2
 
 
-class _TemperatureOptions(sn.train.StrategyOptions):
+class _TemperatureOptions(sn.training.StrategyOptions):
     lr: float = 0.05
 
 
-@sn.train.register_strategy("_test_temperature")
-class _Temperature(sn.train.Strategy):
+@sn.training.register_strategy("_test_temperature")
+class _Temperature(sn.training.Strategy):
     """A strategy with its own parameter and optimizer, stepped on validation batches (like a gradient method)."""
 
     Options = _TemperatureOptions
@@ -126,7 +126,7 @@ class _Temperature(sn.train.Strategy):
         x, y = batch
         loss = ctx.loss(ctx.forward(arch, x) / self.log_t.detach().exp(), y)
         ctx.backward(loss)
-        return sn.train.StepOutput(loss.detach(), [arch], {"log_t": self.log_t.detach()})
+        return sn.training.StepOutput(loss.detach(), [arch], {"log_t": self.log_t.detach()})
 
     def state_dict(self):
         return {"calls": self.calls}

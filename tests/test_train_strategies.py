@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import supernet as sn
-from supernet.train import STRATEGIES, decision_kinds, evaluate_many
-from supernet.train.distill import alpha_divergence, kl_distill
-from supernet.train.strategies.fair import fair_group
+from supernet.training import STRATEGIES, decision_kinds, evaluate_many
+from supernet.training.distill import alpha_divergence, kl_distill
+from supernet.training.strategies.fair import fair_group
 from test_train_common import conv_space, image_task, make_context, mlp_space, vector_task
 
 

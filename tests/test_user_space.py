@@ -15,7 +15,7 @@ import supernet as sn
 from supernet.cli import main
 from supernet.export import load_metadata
 from supernet.spaces import SPACES, build_space
-from supernet.train import load_run
+from supernet.training import load_run
 
 MODULE = "sn_user_space_e2e"
 

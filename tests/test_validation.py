@@ -13,8 +13,8 @@ import supernet as sn
 from supernet.cli import main
 from supernet.config import DataConfig, PipelineConfig
 from supernet.spaces import SpaceError, build_space, check_space_kwargs
-from supernet.train import ClassificationTask, ConfigError, TrainConfig, make_task
-from supernet.train.tasks import check_fits
+from supernet.training import ClassificationTask, ConfigError, TrainConfig, make_task
+from supernet.training.tasks import check_fits
 from tiny_spaces import TINY, tiny_space
 
 # --- space kwargs -------------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Declare a search space with `Choice`, entangled layers, `LayerChoice` and `Repea
 `SuperModule`; then train, search and export subnets. Ready spaces live in `supernet.spaces`.
 """
 
-from . import bench, cost, data, gradient, proxies, search, spaces, train
+from . import bench, cost, data, files, gradient, proxies, searching, spaces, training
 from .export import export, load
+from .searching import search
 from .space import (
     ArchError,
     BatchNorm2d,
@@ -25,6 +26,7 @@ from .space import (
     attention,
     derived,
 )
+from .training import train
 
 __version__ = "0.1.0"
 
@@ -64,7 +66,10 @@ __all__ = [
     "load",
     "predictors",
     "proxies",
+    "files",
     "search",
+    "searching",
     "spaces",
     "train",
+    "training",
 ]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
 
 from .files import FileFormatError, read_json
-from .search.objectives import (
+from .searching.objectives import (
     METRIC_DOMAINS,
     RUN_METRICS,
     check_known_metrics,
@@ -30,8 +30,8 @@ from .search.objectives import (
     parse_constraints,
     parse_objectives,
 )
-from .train.checkpoint import PIPELINE_JSON, read_run_json
-from .train.config import ConfigError, NoBoolNumbers, TrainConfig, validate_model
+from .training.checkpoint import PIPELINE_JSON, read_run_json
+from .training.config import ConfigError, NoBoolNumbers, TrainConfig, validate_model
 
 SHAKESPEARE_CHARS = 1_115_394
 
@@ -104,7 +104,7 @@ def _check_constraints(cls: type, v: Any) -> Any:
 
 
 class SearchConfig(_Strict):
-    """Settings of ``supernet search`` (see `supernet.search.search`)."""
+    """Settings of ``supernet search`` (see `supernet.searching.search`)."""
 
     strategy: Literal["random", "evolution", "nsga2"] = "nsga2"
     objectives: list[str] = Field(default_factory=lambda: ["loss", "params"])
@@ -205,7 +205,7 @@ def load_section(model: type[BaseModel], data: Any, where: str) -> Any:
 
 
 def build_data(cfg: DataConfig) -> Any:
-    """The dataset a `DataConfig` names (what `supernet.train.make_task` accepts)."""
+    """The dataset a `DataConfig` names (what `supernet.training.make_task` accepts)."""
     from . import data
 
     if cfg.name == "shakespeare":
@@ -227,8 +227,8 @@ def build_data(cfg: DataConfig) -> Any:
 
 
 def build_task(cfg: DataConfig, block_size: int | None = None, seed: int = 0) -> Any:
-    """The `supernet.train.Task` of a `DataConfig` (``block_size`` for text)."""
-    from .train import make_task
+    """The `supernet.training.Task` of a `DataConfig` (``block_size`` for text)."""
+    from .training import make_task
 
     return make_task(build_data(cfg), block_size=block_size, val_fraction=cfg.val_fraction or 0.1, seed=seed)
 
@@ -262,7 +262,7 @@ def data_config_of_run(run_dir: str | Path) -> DataConfig:
                 return DataConfig(name="shakespeare", val_fraction=frac)
     raise ValueError(
         f"cannot tell which data {run_dir} was trained on (no {PIPELINE_JSON}; trained from Python?): "
-        "pass the task, e.g. sn.search(run_dir, task=supernet.train.make_task(data, block_size))"
+        "pass the task, e.g. sn.search(run_dir, task=supernet.training.make_task(data, block_size))"
     )
 
 

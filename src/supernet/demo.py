@@ -86,11 +86,11 @@ def run_demo(
     from .config import DataConfig, PipelineConfig, SearchConfig, SpaceConfig
     from .export import export, load, load_metadata
     from .files import write_json
-    from .search import search
-    from .search.report import front_table
+    from .searching import search
+    from .searching.report import front_table
     from .seeding import seed_everything
     from .spaces import gpt
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     console = console or Console()
     p = preset or DemoPreset()

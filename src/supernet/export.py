@@ -27,10 +27,10 @@ from torch import nn
 
 from . import cost
 from .files import FileFormatError, FileModel, read_json, read_tensors, write_json, write_tensors, write_text
-from .search.objectives import parse_constraints
+from .searching.objectives import parse_constraints
 from .space import SuperModule
-from .train.checkpoint import read_run_json
-from .train.evaluate import batchnorm_modules, evaluate_model
+from .training.checkpoint import read_run_json
+from .training.evaluate import batchnorm_modules, evaluate_model
 
 MODEL_FORMAT = "supernet-model"
 WEIGHTS = "model.safetensors"
@@ -88,7 +88,7 @@ def select_arch(
             kind = type(data).__name__
             raise FileFormatError(text, f"an arch file holds a JSON object {{decision: option}}, not a {kind}")
         return dict(data), {}
-    from .search import load_front
+    from .searching import load_front
 
     pareto = dict(source) if isinstance(source, Mapping) else load_front(source)
     front = pareto.get("front", [])
@@ -107,7 +107,7 @@ def select_arch(
         metric, direction = objectives[0]["metric"], objectives[0]["direction"]
     else:
         known = {o["metric"]: o["direction"] for o in objectives}
-        from .search.objectives import DIRECTIONS
+        from .searching.objectives import DIRECTIONS
 
         direction = known.get(metric) or DIRECTIONS.get(metric)
         if direction is None:
@@ -160,7 +160,7 @@ def export(
         example_input: an input batch for FLOPs and latency (runs: one example of the task; else skipped).
         latency_device: where to measure latency (None: skip).
         data: the data config (JSON) to record for ``supernet finetune`` (runs: taken from the run).
-        task: the `supernet.train.Task` to calibrate and evaluate on (runs: the run's own task). Without one,
+        task: the `supernet.training.Task` to calibrate and evaluate on (runs: the run's own task). Without one,
             nothing is measured, and a subnet with BatchNorm is refused unless ``evaluation={"bn_batches": 0}``
             (keep the supernet's shared statistics, which fit no single subnet).
         evaluation: ``max_batches`` / ``batch_size`` / ``bn_batches`` / ``bn_batch_size`` / ``seed`` of the
@@ -231,7 +231,7 @@ def _evaluation_options(run_dir: Path | None, given: Mapping[str, Any] | None) -
     The search records its evaluation settings in pareto.json; older fronts fall back on the run's search config.
     """
     from .config import SearchConfig, read_pipeline
-    from .train.checkpoint import PIPELINE_JSON
+    from .training.checkpoint import PIPELINE_JSON
 
     search = SearchConfig()
     if run_dir is not None and (run_dir / PIPELINE_JSON).is_file():
@@ -394,13 +394,13 @@ def _space(source: Any, run_dir: Path | None) -> SuperModule:
     space = getattr(source, "space", None)
     if isinstance(space, SuperModule):
         return space
-    from .train import load_run
+    from .training import load_run
 
     return load_run(run_dir).space  # type: ignore[arg-type]
 
 
 def _front_or_empty(run_dir: Path) -> dict[str, Any]:
-    from .search import load_front
+    from .searching import load_front
 
     try:
         return load_front(run_dir)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .export import load, load_metadata, write_model
-from .train.evaluate import evaluate_model
+from .training.evaluate import evaluate_model
 
 
 def train_plain(

@@ -78,8 +78,8 @@ class ImageSplits:
     info: dict[str, Any]
 
     def task(self, augment: bool = True, padding: int = 4) -> Any:
-        """A `supernet.train.ClassificationTask`: train on ``train`` (augmented), evaluate on ``holdout``."""
-        from ..train.tasks import ClassificationTask
+        """A `supernet.training.ClassificationTask`: train on ``train`` (augmented), evaluate on ``holdout``."""
+        from ..training.tasks import ClassificationTask
 
         return ClassificationTask(
             self.train, self.holdout, transform=Normalize(), augment=RandomCropFlip(padding) if augment else None

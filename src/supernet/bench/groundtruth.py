@@ -132,13 +132,13 @@ def build_groundtruth(
 
     Args:
         space: a `SuperModule` (its ``spec`` names the space; ``nb201`` rows are keyed by NB201 strings).
-        task: a `supernet.train.Task` (classification or LM); rows get ``val_accuracy`` (%), ``val_loss``,
+        task: a `supernet.training.Task` (classification or LM); rows get ``val_accuracy`` (%), ``val_loss``,
             ``train_loss``, ``params`` and ``train_s``.
         archs: how many archs to sample uniformly (seeded by ``recipe.seed``) or an explicit list.
         recipe: the one training recipe for every arch.
         out: a ``.json`` or ``.csv`` table file, rewritten after each arch; existing rows are kept and skipped.
     """
-    from ..train.evaluate import resolve_device
+    from ..training.evaluate import resolve_device
 
     recipe = recipe or GroundTruthRecipe()
     space_name = (space.spec or {}).get("space") if getattr(space, "spec", None) else None

@@ -304,7 +304,7 @@ def run_nb201_bench(
     """
     import torch
 
-    from .. import train as sn_train
+    from .. import training as sn_train
     from ..spaces.nb201 import nb201
 
     out = Path(out_dir)

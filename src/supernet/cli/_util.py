@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..train.config import ConfigError
+from ..training.config import ConfigError
 
 
 def formatter() -> type[argparse.HelpFormatter]:

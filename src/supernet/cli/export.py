@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Export and print what was written."""
     from ..config import ExportConfig, load_section, read_pipeline
     from ..export import export, load_metadata
-    from ..train.checkpoint import PIPELINE_JSON
+    from ..training.checkpoint import PIPELINE_JSON
 
     base = {}
     if (args.run_dir / PIPELINE_JSON).is_file():  # the export section of the run's config gives the defaults

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _make_task(args: argparse.Namespace, factory: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The task for ``--data`` and the space kwargs it implies (input channels, image size, vocabulary)."""
     from .. import data as sn_data
-    from ..train.tasks import ClassificationTask, LMTask
+    from ..training.tasks import ClassificationTask, LMTask
 
     accepted = set(inspect.signature(factory).parameters)
     name = args.data or DEFAULT_DATA.get(args.space, "digits")

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..config import PipelineConfig, SearchConfig, load_section, read_pipeline
-from ..train.checkpoint import PIPELINE_JSON
+from ..training.checkpoint import PIPELINE_JSON
 from ._util import device_arg, formatter, friendly, overrides
 
 EXAMPLE = """example:
@@ -76,8 +76,8 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the search and print the Pareto front."""
-    from ..search import search
-    from ..search.report import front_table
+    from ..searching import search
+    from ..searching.report import front_table
 
     cfg = search_config(args)
     result = search(

@@ -10,7 +10,7 @@ from rich.console import Console
 from ..config import PipelineConfig, build_data
 from ..seeding import seed_everything
 from ..spaces import build_space
-from ..train.checkpoint import latest_checkpoint
+from ..training.checkpoint import latest_checkpoint
 from ._util import device_arg, formatter, friendly
 
 EXAMPLE = """example:
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the config, record it in the run dir, and train."""
-    from ..train import train
+    from ..training import train
 
     cfg = PipelineConfig.from_yaml(args.config)
     data = cfg.to_json()

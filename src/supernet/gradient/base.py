@@ -30,9 +30,9 @@ from pydantic import Field
 
 from ..space.choice import Choice
 from ..space.layers import Mix, superposition
-from ..train.context import TrainContext
-from ..train.evaluate import batchnorm_modules
-from ..train.strategies.base import StepOutput, Strategy, StrategyOptions
+from ..training.context import TrainContext
+from ..training.evaluate import batchnorm_modules
+from ..training.strategies.base import StepOutput, Strategy, StrategyOptions
 from .alphas import ArchParameters
 from .architect import Architect
 from .mixers import Mixer
@@ -152,7 +152,7 @@ class GradientStrategy(Strategy):
         progress = self.progress(ctx)
         metrics: dict[str, Any] = self.step_metrics(progress)
         if ctx.step >= o.warmup_steps and (ctx.step - o.warmup_steps) % o.alpha_every == 0:
-            from ..train.loop import lr_at
+            from ..training.loop import lr_at
 
             val_loss = self.architect.alpha_grads(
                 self._loss_fn(ctx),

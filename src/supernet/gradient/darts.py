@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..train.strategies.base import register_strategy
+from ..training.strategies.base import register_strategy
 from .base import GradientStrategy
 from .mixers import Mixer, SoftmaxMixer
 

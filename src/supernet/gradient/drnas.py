@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..train.strategies.base import register_strategy
+from ..training.strategies.base import register_strategy
 from .base import GradientOptions, GradientStrategy
 from .mixers import DirichletMixer, Mixer
 

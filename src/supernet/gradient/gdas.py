@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from ..train.strategies.base import register_strategy
+from ..training.strategies.base import register_strategy
 from .base import GradientOptions, GradientStrategy
 from .mixers import GumbelMixer, Mixer
 

@@ -5,7 +5,7 @@
 - `PretrainedGBDTPredictor`: pretrained on free statistics (params, FLOPs, proxies) first (FBNetV3 idea).
 
 All share ``fit(archs, y) -> self`` and ``predict(archs, return_std=False)``; ``predictor.objective()`` is a
-callable ``arch -> predicted value`` for `supernet.search`.
+callable ``arch -> predicted value`` for `supernet.searching`.
 """
 
 from .base import NotFittedError, Predictor

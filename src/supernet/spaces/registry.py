@@ -5,7 +5,7 @@ A space name is either
 - a registered space: the ready ones (``gpt``, ``nb201``, ...) or one of your own registered with
   ``@sn.spaces.register_space("own")`` in the current process, or
 - ``module:function``: a function in an importable module (``mypkg.spaces:tiny_mlp``) that returns a
-  `SuperModule`. A new process (the CLI, `supernet.train.load_run`, `supernet.load`) imports the module and
+  `SuperModule`. A new process (the CLI, `supernet.training.load_run`, `supernet.load`) imports the module and
   calls the function again, so a run trained on such a space can be searched and exported by name. The
   function must declare that it builds a space: annotate it ``-> sn.SuperModule`` (or decorate it with
   `register_space`). This keeps a ``run.json`` or ``model.json`` handed in by someone else from naming an
@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..space import SuperModule
-from ..train.config import ConfigError, bool_for_number
+from ..training.config import ConfigError, bool_for_number
 
 SPACES: dict[str, Callable[..., SuperModule]] = {}
 

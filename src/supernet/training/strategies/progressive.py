@@ -7,7 +7,7 @@ Training runs through phases, each a fraction of the steps (``phases``, normalis
 3. ``depth``: kernel and depth decisions sampled.
 4. ``width``: every decision sampled (width and ``other`` decisions, e.g. operation choices, join here).
 
-A decision's kind comes from where its choice is used (`supernet.train.kinds.decision_kinds`; override with
+A decision's kind comes from where its choice is used (`supernet.training.kinds.decision_kinds`; override with
 ``kinds``). Phases whose kind the space lacks are dropped and the remaining fractions renormalised. When the
 ``full`` phase ends, a frozen copy of the largest arch becomes the teacher: in later phases each sampled arch
 learns from ``label loss + distill_weight * KL(teacher || student)``. Each step trains ``num_samples`` archs

@@ -1,12 +1,4 @@
-"""Supernet training: `train` (callable as ``sn.train(...)``), strategies, tasks, checkpoints, evaluation.
-
-``supernet.train`` is a package whose module object is callable: ``sn.train(space, data, ...)`` runs
-`supernet.train.loop.train`, while ``sn.train.evaluate`` etc. reach the rest of the API.
-"""
-
-import sys
-import types
-from typing import Any
+"""Supernet training: the loop (`train`, exported as ``sn.train``), strategies, tasks, checkpoints, evaluation."""
 
 from . import strategies
 from .checkpoint import latest_checkpoint
@@ -49,13 +41,3 @@ __all__ = [
     "strategies",
     "train",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``sn.train(...)`` call `train` while ``supernet.train`` stays a package."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Run:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

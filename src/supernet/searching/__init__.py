@@ -1,14 +1,10 @@
-"""Black-box search over a trained supernet: random, regularized evolution, NSGA-II (Optuna studies).
+"""Black-box search over a trained supernet (`search`, exported as ``sn.search``): random, evolution, NSGA-II.
 
 ``sn.search(run_or_space, objectives=["loss", "params"], strategy="nsga2", constraints="params <= 1e6")``
 returns a `SearchResult` whose ``front`` is the Pareto front of feasible subnets. The Optuna study (a SQLite
 file in the run directory by default) is the persistent record: rerunning resumes, and several workers can
 share it without evaluating any subnet twice.
 """
-
-import sys
-import types
-from typing import Any
 
 from .api import ParetoFile, SearchResult, collect_entries, load_front, search, write_outputs
 from .costs import CostModel
@@ -44,13 +40,3 @@ __all__ = [
     "worker_identity",
     "write_outputs",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``sn.search(...)`` call `search` while ``supernet.search`` stays a package (like ``sn.train``)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SearchResult:
-        return search(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

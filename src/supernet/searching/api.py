@@ -204,7 +204,7 @@ def search(
             ``evaluator`` must then be picklable).
         seed: seeds the sampler (worker ``i`` uses ``seed + i``, shifted by the trials already in the study).
         example_input: an input batch for FLOPs/latency (runs: one example of the task).
-        task: the `supernet.train.Task` to evaluate on, for runs whose data cannot be rebuilt from the run
+        task: the `supernet.training.Task` to evaluate on, for runs whose data cannot be rebuilt from the run
             directory (runs made by ``supernet train`` and Shakespeare runs need none).
         out_dir: where to write pareto.json/.csv/.png and trials.csv (default ``RUN_DIR/search`` for runs).
         population_size / sample_size: evolution's P and S, NSGA-II's population (default: about trials/4).
@@ -392,7 +392,7 @@ def _setup_in_process(
 
 def _load_space(run: Any, device: str) -> SuperModule:
     if isinstance(run, (str, os.PathLike)):
-        from ..train import load_run
+        from ..training import load_run
 
         return load_run(Path(run), device=resolve_device(device)).space
     return _space_of(run)

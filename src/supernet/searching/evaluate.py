@@ -16,7 +16,7 @@ class RunEvaluator:
 
     Args:
         space: the trained supernet.
-        task: the run's task (``supernet.train.Task``).
+        task: the run's task (``supernet.training.Task``).
         device: where to evaluate.
         max_batches / batch_size: val batches used per arch (``None``: the whole val split).
         bn_batches: training batches for BatchNorm recalibration (spaces without BN skip it).
@@ -42,7 +42,7 @@ class RunEvaluator:
         The task is ``task`` if given, else the Run's own, else rebuilt from the run directory
         (``pipeline.json`` written by ``supernet train``, or the embedded Shakespeare recognised from run.json).
         """
-        from ..train import load_run
+        from ..training import load_run
 
         dev = _device(device)
         if isinstance(run, (str, os.PathLike)):
@@ -59,7 +59,7 @@ class RunEvaluator:
         return cls(space, task, device=dev, **options)
 
     def __call__(self, arch: dict[str, Any]) -> dict[str, float]:
-        from ..train import evaluate
+        from ..training import evaluate
 
         out = evaluate(
             self.space,
