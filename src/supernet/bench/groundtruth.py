@@ -138,7 +138,7 @@ def build_groundtruth(
         recipe: the one training recipe for every arch.
         out: a ``.json`` or ``.csv`` table file, rewritten after each arch; existing rows are kept and skipped.
     """
-    from ..training.evaluate import resolve_device
+    from ..device import resolve_device
 
     recipe = recipe or GroundTruthRecipe()
     space_name = (space.spec or {}).get("space") if getattr(space, "spec", None) else None

@@ -9,20 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..device import resolve_device
 from ..space import BatchNorm2d, SuperModule
 from .tasks import Batch, Task
-
-
-def resolve_device(device: str | torch.device | None, module: nn.Module | None = None) -> torch.device:
-    """``"auto"`` -> cuda if available else cpu; None -> the module's device (cpu if it has no parameters)."""
-    if device is None:
-        if module is not None:
-            for p in module.parameters():
-                return p.device
-        return torch.device("cpu")
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def batchnorm_modules(module: nn.Module) -> list[nn.Module]:

@@ -15,13 +15,14 @@ import torch
 from torch import nn
 
 from .. import files
+from ..device import resolve_device
 from ..seeding import seed_everything
 from ..space import SuperModule
 from . import checkpoint as ck
 from .config import TrainConfig, validate_model
 from .context import TouchAll, TrainContext
 from .distributed import DistInfo, barrier, setup_distributed
-from .evaluate import evaluate_many, resolve_device
+from .evaluate import evaluate_many
 from .kinds import decision_kinds
 from .strategies import Strategy, make_strategy
 from .tasks import Task, check_fits, make_task
