@@ -152,7 +152,7 @@ def run_two_stage(seed: int, args: argparse.Namespace, text: Any) -> tuple[dict[
         space,
         evaluator=evaluator,
         objectives=("loss",),
-        strategy="evolution",
+        algorithm="evolution",
         trials=trials,
         seed=seed,
         progress=False,

@@ -7,7 +7,7 @@ completes. Checked: every tensor of B's ``weights.safetensors`` equals A's bit f
 ``(step, loss)`` records of ``metrics.jsonl`` are identical (the other logged values except timings as well), the
 checkpoint directories left are the same, and B holds no temp files (``.step-*`` directories, ``*.tmp`` files).
 
-Search: ``supernet search RUN --trials N --strategy evolution`` runs on a fresh copy of run A without interruption
+Search: ``supernet search RUN --trials N --algorithm evolution`` runs on a fresh copy of run A without interruption
 (the reference), and on another copy that is killed at random times and rerun until it finishes. A resumed
 sampler may propose other archs than the uninterrupted one, so the exact checks are: every arch both studies
 evaluated has identical metrics (study, ``pareto.json`` front and ``trials.csv``), no arch was evaluated twice
@@ -69,7 +69,7 @@ train:
   log_every: 1
   deterministic: true
   progress: false
-search: {{strategy: evolution, objectives: [loss, params], trials: {trials}, eval_batches: 32, eval_batch_size: 64}}
+search: {{algorithm: evolution, objectives: [loss, params], trials: {trials}, eval_batches: 32, eval_batch_size: 64}}
 """
 
 
@@ -484,7 +484,7 @@ def search_phase(
             str(run),
             "--trials",
             str(args.trials),
-            "--strategy",
+            "--algorithm",
             "evolution",
             "--no-progress",
             "--device",

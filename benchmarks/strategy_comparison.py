@@ -79,7 +79,7 @@ def main() -> None:
         result = search(
             run,
             objectives=["loss"],
-            strategy="evolution",
+            algorithm="evolution",
             constraints=f"params <= {budget:.0f}",
             trials=args.trials,
             population_size=max(4, args.trials // 4),

@@ -100,7 +100,7 @@ def main() -> None:
     result = search(
         run,
         objectives=["loss", "params"],
-        strategy="nsga2",
+        algorithm="nsga2",
         constraints=f"params <= {budget:.0f}",
         trials=trials,
         population_size=max(4, trials // 5),

@@ -21,7 +21,7 @@ space: {{name: gpt, kwargs: {{block_size: 8, embed_dims: [8, 16], num_heads: [1,
         depths: [1, 2], head_dim: 4}}}}
 data: {{name: shakespeare}}
 train: {{steps: 3, batch_size: 4, strategy: uniform, progress: false}}
-search: {{strategy: random, trials: 5, eval_batches: 1, eval_batch_size: 8, bn_batches: 0}}
+search: {{algorithm: random, trials: 5, eval_batches: 1, eval_batch_size: 8, bn_batches: 0}}
 """
 
 
@@ -61,7 +61,7 @@ def test_search_export_finetune_commands(demo_dir: Path, capsys: pytest.CaptureF
             [
                 "search",
                 str(demo_dir),
-                "--strategy",
+                "--algorithm",
                 "evolution",
                 "--study-name",
                 "evo",
@@ -82,7 +82,7 @@ def test_search_export_finetune_commands(demo_dir: Path, capsys: pytest.CaptureF
     )
     assert "Pareto front" in capsys.readouterr().out
     pareto = json.loads((demo_dir / "search" / "pareto.json").read_text())
-    assert pareto["strategy"] == "evolution" and all(e["metrics"]["params"] <= 12000 for e in pareto["front"])
+    assert pareto["algorithm"] == "evolution" and all(e["metrics"]["params"] <= 12000 for e in pareto["front"])
     out = demo_dir / "exported"
     assert main(["export", str(demo_dir), "--arch", "0", "--out", str(out)]) == 0
     assert load_metadata(out)["arch"] == pareto["front"][0]["arch"]
@@ -131,8 +131,8 @@ def test_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixtur
         PipelineConfig.from_dict({"search": {"constraints": ["params is small"]}})
     with pytest.raises(ConfigError, match=r"'space\.name'.*unknown space"):
         PipelineConfig.from_dict({"space": {"name": "resnet"}})
-    with pytest.raises(ConfigError, match=r"'strategy'"):
-        load_section(SearchConfig, {"strategy": "bayes"}, "search config")
+    with pytest.raises(ConfigError, match=r"'algorithm'.*unknown search algorithm 'bayes'"):
+        load_section(SearchConfig, {"algorithm": "bayes"}, "search config")
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  stepz: 3\n")
     assert main(["train", str(bad)]) == 2

@@ -53,7 +53,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     space = sn.spaces.gpt(**TINY_GPT)
     config = {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "progress": False}
     run = sn.train(space, sn.data.shakespeare(), "uniform", config, run_dir=root / "run", device="cpu")
-    sn.search(run, strategy="random", trials=3, eval_batches=1, eval_batch_size=8, device="cpu", progress=False)
+    sn.search(run, algorithm="random", trials=3, eval_batches=1, eval_batch_size=8, device="cpu", progress=False)
     sn.export(root / "run", root / "model", arch="best", latency_device=None)
     write_json(root / "run" / "pipeline.json", {"data": {"name": "shakespeare"}, "space": {"name": "gpt"}})
     bench = root / "bench"
@@ -86,7 +86,7 @@ KINDS: dict[str, tuple[Any, Callable[[Path], Any]]] = {
     "pareto.json": ("run/search/pareto.json", lambda r: load_front(r / "run")),
     "study.db": (
         "run/search/study.db",
-        lambda r: sn.search(r / "run", strategy="random", trials=3, device="cpu", progress=False),
+        lambda r: sn.search(r / "run", algorithm="random", trials=3, device="cpu", progress=False),
     ),
     "model.json": ("model/model.json", lambda r: load_metadata(r / "model")),
     "model weights": ("model/model.safetensors", lambda r: sn.load(r / "model")),

@@ -101,7 +101,7 @@ def test_export_of_the_best_arch_scores_what_the_search_reported(tmp_path: Path)
     task = synthetic_task()
     config = {"steps": 6, "batch_size": 16, "progress": False}
     run = sn.train(SPACES["nb201"](), task, "uniform", config, run_dir=tmp_path / "run", device="cpu")
-    result = sn.search(run, strategy="random", trials=4, eval_batches=2, eval_batch_size=16, bn_batches=3,
+    result = sn.search(run, algorithm="random", trials=4, eval_batches=2, eval_batch_size=16, bn_batches=3,
                        device="cpu", progress=False)
     assert result.extra["evaluation"] == {"max_batches": 2, "batch_size": 16, "bn_batches": 3}
     out = sn.export(run, tmp_path / "m", arch="best", latency_device=None)  # settings read from pareto.json

@@ -18,6 +18,7 @@ from supernet.gradient import (
     perturbation_select,
     superposition,
 )
+from supernet.space import collect_choices
 from tiny_spaces import tiny_space
 
 
@@ -117,6 +118,66 @@ def test_norm_and_embedding_layers_mix_exactly() -> None:
     torch.testing.assert_close(y_bn, ref_bn, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(y_ln, ref_ln, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(y_emb, ref_emb, atol=1e-6, rtol=1e-5)
+
+
+def _every_layer(d: sn.Choice) -> list[tuple[str, nn.Module, torch.Tensor, int | None]]:
+    """One of each entangled layer sized by ``d`` (largest 7): name, layer, input, the input dim sized by ``d``."""
+    torch.manual_seed(6)
+    bn = sn.BatchNorm2d(d)
+    nn.init.normal_(bn.weight)
+    nn.init.normal_(bn.bias)
+    x4 = torch.randn(3, 7, 4, 4)
+    return [
+        ("linear", sn.Linear(7, d), torch.randn(2, 7), None),
+        ("conv", sn.Conv2d(7, d, 3), x4, None),
+        ("depthwise", sn.Conv2d(d, d, sn.Choice([1, 3], name="k"), depthwise=True), x4, 1),
+        ("bn", bn, x4, 1),
+        ("bn_plain", sn.BatchNorm2d(d, affine=False), x4, 1),
+        ("ln", sn.LayerNorm(d), torch.randn(2, 3, 7), -1),
+        ("emb", sn.Embedding(10, d), torch.randint(0, 10, (2, 4)), None),
+        ("pos", sn.PositionalEmbedding(5, d), torch.randn(2, 4, 7), -1),
+        ("cls", sn.ClassToken(d), torch.randn(2, 4, 7), -1),
+    ]
+
+
+def test_every_layer_mixes_weights_and_outputs_alike_and_scales_a_hard_pick() -> None:
+    d = sn.Choice([3, 5, 7], name="d")
+    w = _w(3, 7).requires_grad_()
+    for name, layer, x, in_dim in _every_layer(d):
+        others = [c for c in collect_choices(layer).values() if c is not d]
+        mixes = {c: _w(len(c.options), 8) for c in others}
+        with superposition({d: w, **mixes}):
+            by_weights = layer(x)
+        with superposition({d: w, **mixes}, mode="outputs"):
+            by_outputs = layer(x)
+        if name == "pos":
+            # Mixing weights adds the mixed table to the whole input; mixing outputs also masks the input.
+            table = [layer.weight[:4, :c] for c in d.options]
+            mixed_table = sum(w[i] * _pad_last(t, 7) for i, t in enumerate(table))
+            torch.testing.assert_close(by_weights, x + mixed_table, atol=1e-5, rtol=1e-5)
+            mixed_out = sum(w[i] * _pad_last(x[..., : t.shape[1]] + t, 7) for i, t in enumerate(table))
+            torch.testing.assert_close(by_outputs, mixed_out, atol=1e-5, rtol=1e-5)
+        else:
+            torch.testing.assert_close(by_weights, by_outputs, atol=1e-5, rtol=1e-5, msg=name)
+        (grad,) = torch.autograd.grad(by_weights.square().sum(), w)
+        assert grad.abs().sum() > 0, name
+        # A hard pick computes only the picked size and scales it by the straight-through weight (2 here).
+        x5 = x if in_dim is None else x.narrow(in_dim, 0, 5)
+        for c in (d, *others):
+            c.current = c.options[1]
+        ref = layer(x5)
+        hard_mixes = {d: Mix(torch.tensor([0.0, 2.0, 0.0]), 1), **{c: Mix(torch.tensor([0.0, 1.0]), 1) for c in others}}
+        with superposition(hard_mixes):
+            hard = layer(x5)
+        if name == "pos":  # the position table is scaled, not the input it is added to
+            expected = x5 + 2 * (ref - x5)
+        elif name == "cls":  # the token is scaled, not the sequence it is prepended to
+            expected = torch.cat([2 * ref[:, :1], ref[:, 1:]], 1)
+        else:
+            expected = 2 * ref
+        torch.testing.assert_close(hard, expected, atol=1e-5, rtol=1e-5, msg=name)
+        for c in (d, *others):
+            c.current = c.largest()
 
 
 def test_layer_choice_and_repeat_mix_outputs() -> None:
@@ -291,7 +352,7 @@ def test_perturbation_selection_picks_the_clearly_better_option_even_against_alp
     good.weight.data = m.t().clone()
     space = sn.SuperModule(
         nn.Sequential(
-            sn.LayerChoice({"zero": sn.plain.Zero(), "good": good, "noise": nn.Linear(4, 4)}, name="op"), nn.Tanh()
+            sn.LayerChoice({"zero": sn.blocks.Zero(), "good": good, "noise": nn.Linear(4, 4)}, name="op"), nn.Tanh()
         )
     )
     x = torch.randn(64, 4)

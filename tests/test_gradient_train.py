@@ -84,7 +84,7 @@ def test_perturbation_selection_inside_training_settles_every_decision(tmp_path:
     net = nn.Sequential(
         sn.Linear(6, width),
         nn.ReLU(),
-        sn.LayerChoice({"zero": sn.plain.Zero(), "id": nn.Identity()}, name="op"),
+        sn.LayerChoice({"zero": sn.blocks.Zero(), "id": nn.Identity()}, name="op"),
         sn.Linear(width, 2),
     )
     space = sn.SuperModule(net)

@@ -70,7 +70,7 @@ def test_objective_evaluator_and_prefilter_in_search():
     all_none = {k: "none" for k in space.choices}
     assert ev(all_none)["synflow"] == P.NONFINITE_FILL  # a disconnected net: -inf reported as the fill
     result = sn.searching.search(
-        space, evaluator=ev, objectives=["synflow:max"], strategy="random", trials=4, seed=0, progress=False
+        space, evaluator=ev, objectives=["synflow:max"], algorithm="random", trials=4, seed=0, progress=False
     )
     best = result.best
     assert best["metrics"]["synflow"] == max(e["metrics"]["synflow"] for e in result.entries)

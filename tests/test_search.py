@@ -1,4 +1,4 @@
-"""Search: constraints for every strategy, arch keys, aging evolution, resume without duplicate evaluations."""
+"""Search: constraints for every algorithm, arch keys, aging evolution, resume without duplicate evaluations."""
 
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def test_arch_key_ignores_inactive_decisions() -> None:
     assert json.loads(arch_key(space, arch))["depth"] == 1
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2"])
-def test_every_strategy_honours_constraints(strategy: str) -> None:
+@pytest.mark.parametrize("algorithm", ["random", "evolution", "nsga2"])
+def test_every_algorithm_honours_constraints(algorithm: str) -> None:
     space = tiny_space()
     budget = 6000
     ev = Synthetic(space)
@@ -74,7 +74,7 @@ def test_every_strategy_honours_constraints(strategy: str) -> None:
         space,
         ev,
         objectives=["loss", "params"],
-        strategy=strategy,
+        algorithm=algorithm,
         constraints=f"params <= {budget}",
         trials=14,
         seed=1,
@@ -103,7 +103,7 @@ def test_expensive_constraint_filters_the_front() -> None:
         Synthetic(space),
         objectives=["params"],
         constraints=["loss <= 2.4"],
-        strategy="random",
+        algorithm="random",
         trials=12,
         progress=False,
     )
@@ -122,7 +122,7 @@ def test_evolution_children_differ_in_one_active_decision() -> None:
         space,
         Synthetic(space),
         objectives=["loss"],
-        strategy="evolution",
+        algorithm="evolution",
         trials=20,
         population_size=5,
         sample_size=2,
@@ -149,19 +149,19 @@ def test_evolution_sampler_validates_sizes() -> None:
         RegularizedEvolutionSampler(population_size=4, sample_size=5)
 
 
-@pytest.mark.parametrize("strategy", ["random", "nsga2"])
-def test_resume_after_kill_evaluates_nothing_twice(tmp_path, strategy: str) -> None:
+@pytest.mark.parametrize("algorithm", ["random", "nsga2"])
+def test_resume_after_kill_evaluates_nothing_twice(tmp_path, algorithm: str) -> None:
     space = tiny_space()
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     killed = Synthetic(space, fail_after=6)
     with pytest.raises(RuntimeError, match="simulated kill"):
-        search(space, killed, strategy=strategy, trials=15, storage=storage, population_size=4, progress=False)
+        search(space, killed, algorithm=algorithm, trials=15, storage=storage, population_size=4, progress=False)
     assert sum(killed.calls.values()) == 6
     resumed = Synthetic(space)
     result = search(
         space,
         resumed,
-        strategy=strategy,
+        algorithm=algorithm,
         trials=15,
         storage=storage,
         population_size=4,
@@ -180,7 +180,7 @@ def test_resume_after_kill_evaluates_nothing_twice(tmp_path, strategy: str) -> N
     assert [e["key"] for e in saved["front"]] == [e["key"] for e in result.front]
     # a finished study resumes with nothing left to do
     again = Synthetic(space)
-    search(space, again, strategy=strategy, trials=15, storage=storage, progress=False)
+    search(space, again, algorithm=algorithm, trials=15, storage=storage, progress=False)
     assert not again.calls
 
 

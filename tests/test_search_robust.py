@@ -50,7 +50,7 @@ space: {{name: gpt, kwargs: {{block_size: 8, embed_dims: [8, 16], num_heads: [1,
         depths: [1, 2], head_dim: 4}}}}
 data: {{name: shakespeare}}
 train: {{steps: 2, batch_size: 4, strategy: uniform, progress: false}}
-search: {{strategy: random, trials: 5, eval_batches: 1, eval_batch_size: 8, bn_batches: 0}}
+search: {{algorithm: random, trials: 5, eval_batches: 1, eval_batch_size: 8, bn_batches: 0}}
 """
 RUN_ARCHS = 12  # embed 2 x (depth 1: 2 head options + depth 2: 4 head combinations)
 
@@ -353,12 +353,12 @@ def test_count_distinct_archs_matches_enumeration() -> None:
     assert count_distinct_archs(sn.spaces.mobilenet()) is None  # too many to count
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2"])
-def test_search_stops_when_every_arch_was_evaluated(strategy: str) -> None:
+@pytest.mark.parametrize("algorithm", ["random", "evolution", "nsga2"])
+def test_search_stops_when_every_arch_was_evaluated(algorithm: str) -> None:
     space = depth_space()
     ev = Counting(space)
     t0 = time.perf_counter()
-    result = search(space, ev, objectives=["loss"], strategy=strategy, trials=30, seed=0, progress=False)
+    result = search(space, ev, objectives=["loss"], algorithm=algorithm, trials=30, seed=0, progress=False)
     assert time.perf_counter() - t0 < 20
     # every one of the 6 subnets at most once; the search says why it stopped short of 30
     assert max(ev.calls.values()) == 1 and result.extra["space_archs"] == 6
@@ -381,7 +381,7 @@ def test_exhausted_with_infeasible_archs_and_resumed(tmp_path: Path) -> None:
         constraints=f"params <= {limit}",
         trials=20,
         storage=storage,
-        strategy="random",
+        algorithm="random",
         progress=False,
     )
     assert result.extra["exhausted"] and len(ev.calls) == 5 == len(result.entries)
@@ -394,7 +394,7 @@ def test_exhausted_with_infeasible_archs_and_resumed(tmp_path: Path) -> None:
         constraints=f"params <= {limit}",
         trials=20,
         storage=storage,
-        strategy="random",
+        algorithm="random",
         progress=False,
     )
     assert not again.calls and resumed.trials == result.trials and resumed.extra["exhausted"]
@@ -402,7 +402,7 @@ def test_exhausted_with_infeasible_archs_and_resumed(tmp_path: Path) -> None:
 
 def test_a_big_enough_budget_is_not_reported_as_exhausted() -> None:
     space = width_space()
-    result = search(space, Counting(space), objectives=["loss"], strategy="random", trials=6, progress=False)
+    result = search(space, Counting(space), objectives=["loss"], algorithm="random", trials=6, progress=False)
     assert len(result.entries) == 6 and "exhausted" not in result.extra and "message" not in result.extra
 
 
@@ -410,7 +410,7 @@ def test_search_stops_when_the_sampler_stalls(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr("supernet.searching.study.COUNT_ARCHS_MAX", 0)  # as if the space were too big to count
     space = width_space(4)
     ev = Counting(space)
-    result = search(space, ev, objectives=["loss"], strategy="random", trials=10, progress=False)
+    result = search(space, ev, objectives=["loss"], algorithm="random", trials=10, progress=False)
     assert len(ev.calls) == 4 and max(ev.calls.values()) == 1
     assert result.extra["stalled"] and "space_archs" not in result.extra
     assert f"stopped after {STALL_TRIALS} trials in a row" in result.extra["message"]
@@ -472,7 +472,7 @@ def test_resume_claims_a_dead_workers_arch_at_once(tmp_path: Path) -> None:
     remote = _running_trial(study, '{"width":99}', worker_identity() | {"host": "another-host"})
     ev = Counting(space)
     t0 = time.perf_counter()
-    result = search(space, ev, objectives=["loss"], strategy="random", trials=4, storage=storage, progress=False)
+    result = search(space, ev, objectives=["loss"], algorithm="random", trials=4, storage=storage, progress=False)
     assert time.perf_counter() - t0 < HEARTBEAT_GRACE_S / 4
     states = {t.number: t.state for t in optuna.load_study(study_name="search", storage=storage).trials}
     assert states[dead.number] == TrialState.FAIL and states[remote.number] == TrialState.RUNNING

@@ -27,14 +27,14 @@ class Recorder:
         return {"loss": float(arch["width"])}
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution"])
-def test_each_evaluation_is_the_best_screened_proposal(strategy: str) -> None:
+@pytest.mark.parametrize("algorithm", ["random", "evolution"])
+def test_each_evaluation_is_the_best_screened_proposal(algorithm: str) -> None:
     rec = Recorder()
     search(
         one_decision_space(),
         evaluator=rec.evaluate,
         objectives=["loss"],
-        strategy=strategy,
+        algorithm=algorithm,
         trials=12,
         screen=rec.screen,
         screen_candidates=5,
@@ -58,7 +58,7 @@ def test_screening_is_refused_with_nsga2() -> None:
             one_decision_space(),
             evaluator=rec.evaluate,
             objectives=["loss"],
-            strategy="nsga2",
+            algorithm="nsga2",
             trials=2,
             screen=rec.screen,
             progress=False,

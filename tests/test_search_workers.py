@@ -38,7 +38,7 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
         space(),
         LoggingEvaluator(log),
         objectives=["loss", "params"],
-        strategy="random",
+        algorithm="random",
         trials=24,
         storage=f"sqlite:///{tmp_path / 'study.db'}",
         workers=2,

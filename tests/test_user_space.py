@@ -57,7 +57,7 @@ device: cpu
 space: {{name: "{space}", kwargs: {kwargs}}}
 data: {{name: digits}}
 train: {{steps: 4, batch_size: 16, strategy: uniform, progress: false}}
-search: {{strategy: random, trials: 4, eval_batches: 1, eval_batch_size: 32, bn_batches: 0}}
+search: {{algorithm: random, trials: 4, eval_batches: 1, eval_batch_size: 32, bn_batches: 0}}
 """
 
 
@@ -99,7 +99,7 @@ def test_module_function_space_trains_searches_and_exports_from_the_cli(
 
 
 def test_registered_space_records_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SPACES, "own", SPACES.get("own"))  # the registration is undone after the test
+    monkeypatch.setitem(SPACES, "own", SPACES.get("own", None))  # the registration is undone after the test
 
     @sn.spaces.register_space("own")
     def own(width: int = 4) -> sn.SuperModule:

@@ -265,5 +265,5 @@ def test_train_config_types() -> None:
 
 
 def test_unknown_nested_key_lists_that_sections_keys() -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'search\.trails'\n.*allowed keys in 'search': strategy"):
+    with pytest.raises(ConfigError, match=r"unknown key 'search\.trails'\n.*allowed keys in 'search': algorithm"):
         PipelineConfig.from_dict({"search": {"trails": 5}})

@@ -4,7 +4,9 @@ Declare a search space with `Choice`, entangled layers, `LayerChoice` and `Repea
 `SuperModule`; then train, search and export subnets. Ready spaces live in `supernet.spaces`.
 """
 
-from . import bench, cost, data, files, gradient, proxies, searching, spaces, training
+# Importing each family's package registers its methods; `gradient` registers the training strategies darts,
+# gdas and drnas, so ``sn.train(..., strategy="drnas")`` works after ``import supernet``.
+from . import bench, blocks, cost, data, files, gradient, proxies, registry, searching, spaces, training
 from .export import export, load
 from .searching import search
 from .space import (
@@ -58,6 +60,7 @@ __all__ = [
     "__version__",
     "attention",
     "bench",
+    "blocks",
     "cost",
     "data",
     "derived",
@@ -66,6 +69,7 @@ __all__ = [
     "load",
     "predictors",
     "proxies",
+    "registry",
     "files",
     "search",
     "searching",

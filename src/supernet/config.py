@@ -5,10 +5,11 @@ A YAML file for ``supernet train CONFIG`` looks like (``search``/``export`` sect
 
     run_dir: runs/gpt
     device: auto
+    plugins: []            # modules of your own that register methods (spaces, strategies, ...), imported first
     space: {name: gpt, kwargs: {embed_dims: [64, 96, 128]}}
     data: {name: shakespeare}
     train: {steps: 2000, batch_size: 32, strategy: sandwich, lr: 0.002}
-    search: {strategy: nsga2, objectives: [loss, params], constraints: ["params <= 500k"], trials: 60}
+    search: {algorithm: nsga2, objectives: [loss, params], constraints: ["params <= 500k"], trials: 60}
     export: {arch: best, constraints: ["params <= 300k"]}
 
 An unknown key or a wrong type raises `ConfigError` naming the key (``search.trails``) and what was expected.
@@ -19,9 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from .files import FileFormatError, read_json
+from .searching.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .searching.objectives import (
     METRIC_DOMAINS,
     RUN_METRICS,
@@ -104,9 +106,13 @@ def _check_constraints(cls: type, v: Any) -> Any:
 
 
 class SearchConfig(_Strict):
-    """Settings of ``supernet search`` (see `supernet.searching.search`)."""
+    """Settings of ``supernet search`` (see `supernet.searching.search`).
 
-    strategy: Literal["random", "evolution", "nsga2"] = "nsga2"
+    ``algorithm`` names a search algorithm of `supernet.searching.ALGORITHMS`. The deprecated key ``strategy`` is
+    still read as ``algorithm`` (with a DeprecationWarning), also from the pipeline.json of older runs.
+    """
+
+    algorithm: str = DEFAULT_ALGORITHM
     objectives: list[str] = Field(default_factory=lambda: ["loss", "params"])
     constraints: list[str] = Field(default_factory=list)
     trials: PositiveInt = 50
@@ -128,6 +134,19 @@ class SearchConfig(_Strict):
         return v
 
     _constraints = field_validator("constraints", mode="before")(_check_constraints)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_strategy_key(cls, data: Any) -> Any:
+        from .searching.settings import rename_strategy_key
+
+        return rename_strategy_key(data, "search")
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, v: str) -> str:
+        ALGORITHMS.get(v)  # UnknownNameError (a ValueError) listing the registered algorithms
+        return v
 
 
 class ExportConfig(_Strict):
@@ -157,8 +176,15 @@ class FinetuneConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    """The whole pipeline: a YAML file with these sections (each optional)."""
+    """The whole pipeline: a YAML file with these sections (each optional).
 
+    ``plugins`` lists modules of your own to import before anything else is checked: a module that registers a
+    space, a training strategy, a proxy... with the public decorators makes those names usable in the rest of
+    the config (``plugins: [mymethods]``; the module must be importable from the working directory or
+    ``PYTHONPATH``). The list is recorded in ``pipeline.json``, so ``supernet search RUN`` imports them again.
+    """
+
+    plugins: list[str] = Field(default_factory=list)
     run_dir: str = "runs/run"
     device: str = "auto"
     space: SpaceConfig = Field(default_factory=SpaceConfig)
@@ -167,6 +193,14 @@ class PipelineConfig(_Strict):
     search: SearchConfig = Field(default_factory=SearchConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+
+    @field_validator("plugins")
+    @classmethod
+    def _import_plugins(cls, v: list[str]) -> list[str]:
+        from .registry import load_plugins
+
+        load_plugins(v)  # a ValueError naming the module that failed
+        return v
 
     @field_validator("device")
     @classmethod

@@ -145,7 +145,7 @@ def run_demo(
     result = search(
         run,
         objectives=["loss", "params"],
-        strategy="nsga2",
+        algorithm="nsga2",
         trials=p.trials,
         seed=seed,
         population_size=p.population_size,

@@ -419,7 +419,7 @@ def _found_by(run_dir: Path | None, entry: Mapping[str, Any]) -> dict[str, Any]:
     }
     if pareto:
         out["search"] = (
-            f"{pareto.get('strategy')} over {', '.join(o['metric'] for o in pareto.get('objectives', []))}, "
+            f"{pareto.get('algorithm')} over {', '.join(o['metric'] for o in pareto.get('objectives', []))}, "
             f"{pareto.get('distinct_archs')} archs evaluated with inherited weights"
         )
         if pareto.get("constraints"):

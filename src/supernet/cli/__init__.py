@@ -27,7 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Modules named in ``SUPERNET_PLUGINS`` (comma-separated) are imported first, so the methods they register
+    (spaces, training strategies, proxies...) appear in every command's choices, ``--help`` and ``supernet info``.
+    """
+    from ..registry import load_plugins
+
+    try:
+        load_plugins(os.environ.get("SUPERNET_PLUGINS"), "SUPERNET_PLUGINS")
+    except ValueError as err:
+        print(f"supernet: error: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.debug:

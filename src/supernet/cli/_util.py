@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..training.config import ConfigError
@@ -46,3 +46,11 @@ def device_arg(p: argparse.ArgumentParser, default: str = "auto") -> None:
 def overrides(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
     """``{config field: value}`` for the CLI flags that were given (``names`` maps flag dest -> field)."""
     return {field: getattr(args, dest) for dest, field in names.items() if getattr(args, dest, None) is not None}
+
+
+def method_list(descriptions: Mapping[str, str], indent: int = 2) -> str:
+    """``{name: one-line description}`` (a registry's ``describe()``) as aligned lines for ``--help`` texts."""
+    if not descriptions:
+        return " " * indent + "(none registered)"
+    width = max(len(name) for name in descriptions) + 2
+    return "\n".join(f"{' ' * indent}{name:<{width}}{text}".rstrip() for name, text in descriptions.items())

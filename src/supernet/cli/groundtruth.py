@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("space", help="a ready space name (see `supernet info`)")
+    from ..spaces import SPACES
+
+    p.add_argument("space", help=f"a registered space: {', '.join(SPACES)} (see `supernet info`)")
     p.add_argument("--archs", type=int, default=10, help="archs to sample (default 10)")
     p.add_argument("--steps", type=int, default=500, help="training steps per arch (default 500)")
     p.add_argument("--data", choices=["shakespeare", "digits", "cifar10"], help="dataset (default by space)")
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.space not in SPACES:
-            raise ValueError(f"unknown space {args.space!r}; ready spaces: {', '.join(sorted(SPACES))}")
+            raise ValueError(f"unknown space {args.space!r}; registered spaces: {', '.join(SPACES)}")
         try:
             kwargs = json.loads(args.space_kwargs)
         except json.JSONDecodeError as err:

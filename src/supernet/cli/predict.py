@@ -19,13 +19,17 @@ EXAMPLE = """examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``predict`` subcommand with ``fit`` and ``eval``."""
+    from ..predictors import PREDICTORS
+    from ._util import method_list
+
+    predictors = f"predictors (--predictor):\n{method_list(PREDICTORS.describe())}"
     p = sub.add_parser(
         "predict",
-        help="fit / evaluate a GBDT performance predictor on a table (arch -> metrics)",
+        help="fit / evaluate a performance predictor (GBDT) on a table (arch -> metrics)",
         description=(
-            "Fit LightGBM on the arch encoding (one-hot / scaled decisions) to predict a table metric, optionally "
-            "pretrained on free statistics of every row (params, FLOPs, proxy scores; the FBNetV3 idea), and score "
-            "it by Kendall tau / Spearman on held-out rows."
+            "Fit a predictor (by default LightGBM on the arch encoding: one-hot / scaled decisions) to predict a "
+            "table metric, optionally pretrained on free statistics of every row (params, FLOPs, proxy scores; the "
+            f"FBNetV3 idea), and score it by Kendall tau / Spearman on held-out rows.\n\n{predictors}"
         ),
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -33,12 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, helptext in (("fit", "fit on a table and save the predictor"), ("eval", "score a predictor's ranking")):
         q = actions.add_parser(
-            name, help=helptext, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
+            name, help=helptext, description=predictors, epilog=EXAMPLE,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         q.add_argument("table", type=Path, help="table (.json or .csv) of arch -> metrics")
         q.add_argument("--target", required=True, help="metric to predict (higher = better)")
         q.add_argument("--space", help="space of the table's keys (default: guessed); decisions come from the archs")
         q.add_argument("--train-size", type=int, help="rows to fit on (default: all for fit, half for eval)")
+        q.add_argument(
+            "--predictor", choices=PREDICTORS.names(),
+            help="predictor (default: gbdt, or pretrained_gbdt with --pretrain-on)",
+        )
         q.add_argument("--pretrain-on", help="comma-separated metrics of the table to pretrain on (free statistics)")
         q.add_argument("--mode", choices=["boost", "feature"], default="boost", help="pretraining mode")
         q.add_argument("--models", type=int, default=5, help="ensemble size (default %(default)s)")
@@ -65,21 +74,26 @@ def _rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], np.ndarray, A
     return [table.arch(k) for k in keys], y[ok], (table, keys)
 
 
-def _make(args: argparse.Namespace, archs: list[dict[str, Any]], table_info: Any, seed: int):  # type: ignore[no-untyped-def]
-    from ..predictors import GBDTPredictor, PretrainedGBDTPredictor, choices_from_archs
+def _make(args: argparse.Namespace, archs: list[dict[str, Any]], table_info: Any, seed: int) -> Any:
+    """The predictor ``--predictor`` names, built as ``cls(choices, n_models=..., seed=...)`` (and pretrained)."""
+    from ..predictors import PREDICTORS, choices_from_archs
 
+    name = args.predictor or ("pretrained_gbdt" if args.pretrain_on else "gbdt")
+    cls = PREDICTORS.get(name)
     choices = choices_from_archs(archs)
     if not args.pretrain_on:
-        return GBDTPredictor(choices, n_models=args.models, seed=seed)
+        return cls(choices, n_models=args.models, seed=seed)
+    if not callable(getattr(cls, "pretrain", None)):
+        raise ValueError(f"predictor {name!r} cannot pretrain on free statistics: drop --pretrain-on or pick another")
     table, keys = table_info
     stats = {m.strip(): table.values(m.strip(), keys) for m in args.pretrain_on.split(",") if m.strip()}
-    pred = PretrainedGBDTPredictor(choices, mode=args.mode, n_models=args.models, seed=seed)
+    pred = cls(choices, mode=args.mode, n_models=args.models, seed=seed)  # type: ignore[call-arg]
     return pred.pretrain(archs, stats)
 
 
 def run(args: argparse.Namespace) -> int:
     """Fit or evaluate; print the figures."""
-    from ..predictors import kendall_tau, load_predictor, save_predictor, spearman
+    from ..predictors import GBDTPredictor, kendall_tau, load_predictor, save_predictor, spearman
 
     try:
         archs, y, info = _rows(args)
@@ -89,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
             if not 2 <= size <= n:
                 raise ValueError(f"--train-size must lie in 2..{n} (rows with a finite {args.target!r}), got {size}")
             idx = np.random.default_rng(args.seed).permutation(n)[:size]
-            pred = _make(args, archs, info, args.seed).fit([archs[i] for i in idx], y[idx])
+            pred = _make(args, archs, info, args.seed)
+            if not isinstance(pred, GBDTPredictor):
+                raise ValueError(f"--out saves GBDT predictors only; {type(pred).__name__} cannot be saved")
+            pred.fit([archs[i] for i in idx], y[idx])
             meta = {"table": str(args.table), "target": args.target, "train_size": int(size)}
             save_predictor(pred, args.out, metadata=meta)
             print(f"fitted on {size} rows of {args.table}; wrote {args.out}")

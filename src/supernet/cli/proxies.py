@@ -21,23 +21,25 @@ EXAMPLE = """examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``proxies`` subcommand."""
+    from ..proxies import PROXIES
     from ..spaces import SPACES
+    from ._util import method_list
 
     p = sub.add_parser(
         "proxies",
         help="score archs with training-free proxies (nwot, synflow, ...) and write a table",
         description=(
-            "Sample archs of a ready space (or take the archs of a table), score each at random initialisation on "
-            "one minibatch, and write a generic table (arch -> proxy scores) as .csv or .json. Proxies that do not "
-            "apply (e.g. jacov on token inputs) are left empty."
+            "Sample archs of a registered space (or take the archs of a table), score each at random initialisation "
+            "on one minibatch, and write a generic table (arch -> proxy scores) as .csv or .json. Proxies that do "
+            f"not apply (e.g. jacov on token inputs) are left empty.\n\nproxies:\n{method_list(PROXIES.describe())}"
         ),
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("space", choices=sorted(SPACES), help="ready search space")
+    p.add_argument("space", choices=sorted(SPACES), help="registered search space: %(choices)s")
     p.add_argument("--archs", type=int, default=20, help="distinct archs to sample (default %(default)s)")
     p.add_argument("--from-table", type=Path, help="score the archs of this table instead of sampling")
-    p.add_argument("--proxies", default=None, help="comma-separated proxy names (default: all)")
+    p.add_argument("--proxies", default=None, help="comma-separated proxy names (default: every proxy listed above)")
     p.add_argument("--space-kwargs", default="{}", help="JSON kwargs of the space factory")
     p.add_argument("--batch-size", type=int, default=64, help="minibatch size (default %(default)s)")
     p.add_argument("--images", type=Path, help="image tarball (class folders) for the batch; default random images")
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"need --archs >= 1 and --batch-size >= 2, got {args.archs}, {args.batch_size}")
         if args.out.suffix.lower() not in (".csv", ".json"):
             raise ValueError(f"--out must end in .csv or .json, got {args.out.name!r}")
-        names = [n.strip() for n in args.proxies.split(",")] if args.proxies else list(P.DEFAULT_PROXIES)
+        names = [n.strip() for n in args.proxies.split(",")] if args.proxies else P.PROXIES.names()
         unknown = [n for n in names if n not in P.PROXIES]
         if unknown:
             raise ValueError(f"unknown proxies {unknown}; available: {', '.join(P.PROXIES)}")

@@ -1,18 +1,22 @@
-"""``supernet search RUN_DIR``: search a trained supernet (random / evolution / NSGA-II) under constraints."""
+"""``supernet search RUN_DIR``: search a trained supernet with a search algorithm (random, evolution, NSGA-II, ...)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 
 from rich.console import Console
 
 from ..config import PipelineConfig, SearchConfig, load_section, read_pipeline
+from ..searching import ALGORITHMS
+from ..searching.settings import STRATEGY_DEPRECATION
 from ..training.checkpoint import PIPELINE_JSON
-from ._util import device_arg, formatter, friendly, overrides
+from ._util import device_arg, formatter, friendly, method_list, overrides
 
 EXAMPLE = """example:
-  supernet search runs/gpt --strategy nsga2 --objectives loss,params --constraint "params <= 500k" --trials 60
+  supernet search runs/gpt --algorithm nsga2 --objectives loss,params --constraint "params <= 500k" --trials 60
   supernet search runs/gpt --workers 2                       # 2 local processes on one SQLite study
   supernet search runs/gpt --storage postgresql://user@host/db --study-name gpt   # one study across machines
 Rerunning the same command resumes the study (nothing is evaluated twice).
@@ -20,7 +24,7 @@ Writes RUN_DIR/search/pareto.json, pareto.csv, trials.csv, pareto.png and study.
 """
 
 _FLAGS = {
-    "strategy": "strategy",
+    "algorithm": "algorithm",
     "objectives": "objectives",
     "constraint": "constraints",
     "trials": "trials",
@@ -38,13 +42,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
         help="search a trained supernet for the Pareto front under constraints",
-        description="Black-box search with inherited weights: random, regularized evolution or NSGA-II (Optuna).",
+        description=(
+            "Black-box search with inherited weights, by a search algorithm (Optuna sampler).\n\n"
+            f"search algorithms (--algorithm):\n{method_list(ALGORITHMS.describe())}"
+        ),
         epilog=EXAMPLE,
         formatter_class=formatter(),
     )
     p.add_argument("run_dir", type=Path, help="training run directory")
     p.add_argument("--config", type=Path, help="YAML config whose 'search' section gives the defaults")
-    p.add_argument("--strategy", choices=["random", "evolution", "nsga2"])
+    p.add_argument("--algorithm", metavar="NAME", help="a search algorithm listed above (default: nsga2)")
+    p.add_argument("--strategy", dest="old_strategy", metavar="NAME", help="deprecated name of --algorithm")
     p.add_argument(
         "--objectives",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
@@ -64,14 +72,39 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
-    """The search settings: config file (or the run's pipeline.json) overridden by command-line flags."""
+    """The search settings: config file (or the run's pipeline.json) overridden by command-line flags.
+
+    The deprecated names (``--strategy``, ``search: {strategy: ...}``) still work, with a note on stderr.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        cfg = _search_config(args)
+    for w in caught:
+        if issubclass(w.category, DeprecationWarning):
+            _note(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return cfg
+
+
+def _search_config(args: argparse.Namespace) -> SearchConfig:
     base: dict = {}
     if args.config is not None:
         base = PipelineConfig.from_yaml(args.config).search.model_dump()
     elif (args.run_dir / PIPELINE_JSON).is_file():
         base = read_pipeline(args.run_dir).search.model_dump()
     base.update(overrides(args, _FLAGS))
+    old = getattr(args, "old_strategy", None)
+    if old is not None:
+        warnings.warn(STRATEGY_DEPRECATION.format(how="use --algorithm"), DeprecationWarning, stacklevel=2)
+        if args.algorithm not in (None, old):
+            raise ValueError(f"give --algorithm only (--strategy is its old name): got {args.algorithm} and {old}")
+        base["algorithm"] = old
     return load_section(SearchConfig, base, "search config")
+
+
+def _note(message: str) -> None:
+    print(f"supernet search: note: {message}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     result = search(
         args.run_dir,
         objectives=cfg.objectives,
-        strategy=cfg.strategy,
+        algorithm=cfg.algorithm,
         constraints=cfg.constraints or None,
         trials=cfg.trials,
         storage=cfg.storage,

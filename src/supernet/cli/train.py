@@ -11,18 +11,20 @@ from ..config import PipelineConfig, build_data
 from ..seeding import seed_everything
 from ..spaces import build_space
 from ..training.checkpoint import latest_checkpoint
-from ._util import device_arg, formatter, friendly
+from ..training.strategies import STRATEGIES
+from ._util import device_arg, formatter, friendly, method_list
 
 EXAMPLE = """example:
   supernet train configs/gpt.yaml --run-dir runs/gpt
   supernet train configs/gpt.yaml --resume          # continue exactly from the latest checkpoint
 
 config (YAML; every section optional, unknown keys are errors):
+  plugins: [mymethods]                 # optional: your modules that register spaces, strategies, ... (first)
   run_dir: runs/gpt
   space: {name: gpt, kwargs: {block_size: 64}}
   data: {name: shakespeare}            # or {name: text, path: file.txt}, {name: digits}, {name: images, path: x.tgz}
   train: {steps: 2000, batch_size: 32, strategy: sandwich, lr: 0.002, warmup_steps: 100, checkpoint_every: 200}
-  search: {strategy: nsga2, objectives: [loss, params], constraints: ["params <= 500k"], trials: 60}
+  search: {algorithm: nsga2, objectives: [loss, params], constraints: ["params <= 500k"], trials: 60}
 """
 
 
@@ -31,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a supernet from a YAML config",
-        description="Train a supernet (strategy uniform/fair/sandwich/alpha/progressive) and checkpoint it.",
+        description=(
+            "Train a supernet with a training strategy (train.strategy) and checkpoint it.\n\n"
+            f"training strategies:\n{method_list(STRATEGIES.describe())}"
+        ),
         epilog=EXAMPLE,
         formatter_class=formatter(),
     )
@@ -39,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", type=Path, help="output directory (default: run_dir from the config)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run dir")
     p.add_argument("--steps", type=int, help="override train.steps")
-    p.add_argument("--strategy", help="override train.strategy")
+    p.add_argument("--strategy", metavar="NAME", help="override train.strategy (a training strategy listed above)")
     device_arg(p, default=None)  # type: ignore[arg-type]
     p.set_defaults(func=friendly(run))
 

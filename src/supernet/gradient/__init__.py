@@ -1,20 +1,22 @@
 """Differentiable NAS: DARTS, GDAS and DrNAS on cell and entangled spaces, with TangleNAS weight superposition.
 
-- mixers: `SoftmaxMixer` (DARTS), `DirichletMixer` (DrNAS), `GumbelMixer` (GDAS);
+- mixers (registry `MIXERS`): `SoftmaxMixer` (DARTS), `DirichletMixer` (DrNAS), `GumbelMixer` (GDAS);
 - `ArchParameters` (one alpha per decision) and the bilevel `Architect` (first or second order);
 - selection: `argmax_arch`, `perturbation_select`;
-- strategies ``darts``, ``gdas``, ``drnas`` for ``sn.train(space, data, strategy=...)``;
+- the training strategies ``darts``, ``gdas``, ``drnas`` for ``sn.train(space, data, strategy=...)``: each file
+  registers its class in `supernet.training.STRATEGIES`, and importing them here is what registers them
+  (``import supernet`` imports this package);
 - `superposition` (re-exported from the space layers) runs any space under mixture weights.
 """
 
-from ..space.layers import Mix, active_mixes, superposition
+from ..space.superposition import Mix, active_mixes, superposition
 from .alphas import ArchParameters
 from .architect import Architect
 from .base import GradientOptions, GradientStrategy
 from .darts import DARTS
 from .drnas import DrNAS, DrNASOptions
 from .gdas import GDAS, GDASOptions
-from .mixers import DirichletMixer, GumbelMixer, Mixer, SoftmaxMixer, concentration
+from .mixers import MIXERS, DirichletMixer, GumbelMixer, Mixer, SoftmaxMixer, concentration, register_mixer
 from .plot import plot_alpha_history
 from .selection import argmax_arch, perturbation_pick, perturbation_select, projected_mixture, selection_order
 
@@ -30,6 +32,7 @@ __all__ = [
     "GradientOptions",
     "GradientStrategy",
     "GumbelMixer",
+    "MIXERS",
     "Mix",
     "Mixer",
     "SoftmaxMixer",
@@ -40,6 +43,7 @@ __all__ = [
     "perturbation_select",
     "plot_alpha_history",
     "projected_mixture",
+    "register_mixer",
     "selection_order",
     "superposition",
 ]

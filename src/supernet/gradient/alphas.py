@@ -9,7 +9,7 @@ import torch
 
 from ..space import SuperModule
 from ..space.choice import Choice
-from ..space.layers import Mix
+from ..space.superposition import Mix
 from .mixers import Mixer
 
 

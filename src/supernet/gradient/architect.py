@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..space.choice import Choice
-from ..space.layers import Mix
+from ..space.superposition import Mix
 from .alphas import ArchParameters
 from .mixers import Mixer
 

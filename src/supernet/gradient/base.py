@@ -29,7 +29,7 @@ import torch
 from pydantic import Field
 
 from ..space.choice import Choice
-from ..space.layers import Mix, superposition
+from ..space.superposition import Mix, superposition
 from ..training.context import TrainContext
 from ..training.evaluate import batchnorm_modules
 from ..training.strategies.base import StepOutput, Strategy, StrategyOptions

@@ -9,7 +9,10 @@ from .mixers import Mixer, SoftmaxMixer
 
 @register_strategy("darts")
 class DARTS(GradientStrategy):
-    """Mixture weights ``softmax(alpha)``; entangled choices use weight superposition (TangleNAS)."""
+    """DARTS: softmax(alpha) mixes every option; bilevel alpha updates of first or second order.
+
+    Mixture weights ``softmax(alpha)``; entangled choices use weight superposition (TangleNAS).
+    """
 
     def make_mixer(self) -> Mixer:
         return SoftmaxMixer()

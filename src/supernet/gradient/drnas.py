@@ -17,7 +17,10 @@ class DrNASOptions(GradientOptions):
 
 @register_strategy("drnas")
 class DrNAS(GradientStrategy):
-    """Weights ``w ~ Dirichlet(elu(alpha) + 1)`` (reparameterised); selection by the mean ``conc / sum(conc)``."""
+    """DrNAS: mixture weights sampled from Dirichlet(elu(alpha) + 1) with the reparameterisation gradient.
+
+    Weights ``w ~ Dirichlet(elu(alpha) + 1)`` (reparameterised); selection by the mean ``conc / sum(conc)``.
+    """
 
     Options = DrNASOptions
 

@@ -30,7 +30,7 @@ class GDASOptions(GradientOptions):
 
 @register_strategy("gdas")
 class GDAS(GradientStrategy):
-    """Hard Gumbel-softmax sampling of every decision."""
+    """GDAS: one hard Gumbel-softmax sample per decision (one subnet per step), straight-through gradient."""
 
     Options = GDASOptions
 

@@ -13,13 +13,15 @@ regulariser to the architecture loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
-from ..space.layers import Mix
+from ..registry import Registry
+from ..space.superposition import Mix
 
 
 @runtime_checkable
@@ -42,8 +44,18 @@ class Mixer(Protocol):
         ...
 
 
+MIXERS: Registry[type[Mixer]] = Registry("mixer")
+"""Every gradient mixer class by name (``softmax``, ``dirichlet``, ``gumbel``); ``supernet info`` lists them."""
+
+
+def register_mixer(name: str) -> Callable[[type[Mixer]], type[Mixer]]:
+    """Class decorator: register a mixer class under ``name`` (its first docstring line describes it)."""
+    return MIXERS.register(name)
+
+
+@register_mixer("softmax")
 class SoftmaxMixer:
-    """DARTS: ``w = softmax(alpha)``."""
+    """Softmax (DARTS): w = softmax(alpha)."""
 
     name = "softmax"
     hard = False
@@ -63,8 +75,9 @@ def concentration(alpha: torch.Tensor) -> torch.Tensor:
     return F.elu(alpha) + 1.0
 
 
+@register_mixer("dirichlet")
 class DirichletMixer:
-    """DrNAS: ``w ~ Dirichlet(elu(alpha) + 1)`` with the reparameterisation gradient.
+    """Dirichlet (DrNAS): w ~ Dirichlet(elu(alpha) + 1), with the reparameterisation gradient.
 
     Args:
         reg_scale: weight of the anchor regulariser ``sum_decisions KL(Dir(elu(alpha)+1) || Dir(1))``
@@ -101,8 +114,9 @@ class DirichletMixer:
         return self.reg_scale * total
 
 
+@register_mixer("gumbel")
 class GumbelMixer:
-    """GDAS: a hard one-hot Gumbel-softmax sample with the straight-through gradient.
+    """Gumbel (GDAS): a hard one-hot Gumbel-softmax sample with the straight-through gradient.
 
     Args:
         tau_max, tau_min: temperature at the start and at the end of training (linear in ``progress``).

@@ -17,7 +17,7 @@ import torch
 
 from ..space import SuperModule
 from ..space.choice import Choice
-from ..space.layers import Mix
+from ..space.superposition import Mix
 from .alphas import ArchParameters
 from .mixers import Mixer
 

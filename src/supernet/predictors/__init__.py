@@ -5,10 +5,12 @@
 - `PretrainedGBDTPredictor`: pretrained on free statistics (params, FLOPs, proxies) first (FBNetV3 idea).
 
 All share ``fit(archs, y) -> self`` and ``predict(archs, return_std=False)``; ``predictor.objective()`` is a
-callable ``arch -> predicted value`` for `supernet.searching`.
+callable ``arch -> predicted value`` for `supernet.searching`. Each predictor file registers its class in
+`PREDICTORS` with ``@register_predictor(name)`` (``gbdt``, ``pretrained_gbdt``); importing the files here registers
+them. LightGBM and scipy are imported only when a booster is trained or loaded, so listing the predictors is cheap.
 """
 
-from .base import NotFittedError, Predictor
+from .base import PREDICTORS, NotFittedError, Predictor, register_predictor
 from .encoding import ArchEncoder, choices_from_archs
 from .gbdt import DEFAULT_PARAMS, GBDTPredictor
 from .io import load_predictor, save_predictor
@@ -20,11 +22,13 @@ __all__ = [
     "ArchEncoder",
     "GBDTPredictor",
     "NotFittedError",
+    "PREDICTORS",
     "PretrainedGBDTPredictor",
     "Predictor",
     "choices_from_archs",
     "kendall_tau",
     "load_predictor",
+    "register_predictor",
     "save_predictor",
     "spearman",
 ]

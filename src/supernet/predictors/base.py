@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import Registry
+
 
 class NotFittedError(RuntimeError):
     """``predict`` was called before ``fit``."""
@@ -27,7 +29,12 @@ def as_targets(archs: Sequence[Mapping[str, Any]], y: Sequence[float]) -> np.nda
 
 
 class Predictor(ABC):
-    """A performance predictor over arch dicts (higher predicted value = better, as in the targets)."""
+    """A performance predictor over arch dicts (higher predicted value = better, as in the targets).
+
+    A registered predictor class is built as ``cls(choices, n_models=..., seed=...)`` by ``supernet predict``
+    (``choices``: ``{decision: options}``); one that can pretrain on free statistics also has
+    ``pretrain(archs, stats) -> self`` and a ``mode`` keyword.
+    """
 
     @abstractmethod
     def fit(self, archs: Sequence[Mapping[str, Any]], y: Sequence[float]) -> Predictor:
@@ -65,3 +72,19 @@ class Predictor(ABC):
             return {name: float(mean[0]), f"{name}_std": float(std[0])}
 
         return fn
+
+
+PREDICTORS: Registry[type[Predictor]] = Registry("predictor")
+"""Every predictor class by name (``gbdt``, ``pretrained_gbdt``); ``supernet predict --predictor`` and
+``supernet info`` read it."""
+
+
+def register_predictor(name: str) -> Callable[[type[Predictor]], type[Predictor]]:
+    """Class decorator: register a `Predictor` subclass under ``name`` (its first docstring line describes it)."""
+
+    def check(cls: type[Predictor]) -> type[Predictor]:
+        if not (isinstance(cls, type) and issubclass(cls, Predictor)):
+            raise TypeError(f"@register_predictor({name!r}) needs a Predictor subclass, got {cls!r}")
+        return PREDICTORS.register(name)(cls)
+
+    return check

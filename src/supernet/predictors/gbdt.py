@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 
-from .base import Predictor, as_targets
+from .base import Predictor, as_targets, register_predictor
 from .encoding import ArchEncoder
+
+if TYPE_CHECKING:  # LightGBM is slow to import: only when a booster is trained or loaded
+    import lightgbm as lgb
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "regression",
@@ -37,14 +39,19 @@ def train_booster(
     init_score: np.ndarray | None = None,
 ) -> lgb.Booster:
     """One LightGBM booster on ``(x, y)`` (``init_score``: a starting prediction to boost from)."""
+    import lightgbm as lgb
+
     p = dict(params)
     p.update(seed=seed, bagging_seed=seed, feature_fraction_seed=seed, data_random_seed=seed)
     data = lgb.Dataset(x, label=y, init_score=init_score, params={"min_data_in_bin": 1, "verbosity": -1})
     return lgb.train(p, data, num_boost_round=rounds)
 
 
+@register_predictor("gbdt")
 class GBDTPredictor(Predictor):
-    """LightGBM regression on `ArchEncoder` features; an ensemble of ``n_models`` boosters with different
+    """GBDT-NAS: LightGBM on the arch encoding; an ensemble over bagging seeds gives the uncertainty.
+
+    LightGBM regression on `ArchEncoder` features; an ensemble of ``n_models`` boosters with different
     bagging seeds gives the mean prediction and its spread (std across members) as the uncertainty.
 
     Args:

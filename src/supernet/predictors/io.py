@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import lightgbm as lgb
 import numpy as np
 
 from ..files import FileModel, read_json, write_text
@@ -64,6 +63,8 @@ def save_predictor(
 
 def load_predictor(path: str | os.PathLike[str]) -> GBDTPredictor:
     """Read a predictor written by `save_predictor`."""
+    import lightgbm as lgb  # slow to import: only when a predictor is loaded
+
     path = Path(path)
     state = read_json(path, PredictorFile, "supernet predictor file")
     common = dict(n_models=state["n_models"], rounds=state["rounds"], params=state["params"], seed=state["seed"])

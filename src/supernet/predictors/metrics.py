@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 
 def _clean(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -18,11 +17,15 @@ def _clean(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarr
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     """Kendall's tau-b between two score lists over the pairs where both are finite (nan if < 2 remain)."""
+    from scipy import stats  # slow to import: only when a correlation is computed
+
     x, y = _clean(a, b)
     return float(stats.kendalltau(x, y).statistic) if len(x) >= 2 else float("nan")
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rho between two score lists over the pairs where both are finite (nan if < 2 remain)."""
+    from scipy import stats
+
     x, y = _clean(a, b)
     return float(stats.spearmanr(x, y).statistic) if len(x) >= 2 else float("nan")

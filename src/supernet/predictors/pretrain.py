@@ -22,18 +22,28 @@ compute (FLOPs, parameters) and then fine-tunes it on the few measured accuracie
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
-from scipy.stats import rankdata
 
-from .base import as_targets
+from .base import as_targets, register_predictor
 from .gbdt import GBDTPredictor, train_booster
 
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
+
+def _rankdata(values: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata  # scipy.stats is slow to import: only when pretraining
+
+    return np.asarray(rankdata(values), dtype=np.float64)
+
+
+@register_predictor("pretrained_gbdt")
 class PretrainedGBDTPredictor(GBDTPredictor):
-    """`GBDTPredictor` pretrained on free statistics (see the module docstring for the two modes).
+    """GBDT pretrained on free statistics (params, FLOPs, proxy scores) before fitting the labels (FBNetV3 idea).
+
+    A `GBDTPredictor` pretrained on free statistics (see the module docstring for the two modes).
 
     Args:
         choices: ``space.choices``.
@@ -91,7 +101,7 @@ class PretrainedGBDTPredictor(GBDTPredictor):
             ok = np.isfinite(v)
             if ok.sum() < 2:
                 raise ValueError(f"statistic {name!r} has fewer than 2 finite values")
-            r = rankdata(np.where(ok, v, v[ok].min()))
+            r = _rankdata(np.where(ok, v, v[ok].min()))
             sd = r.std()
             z = (r - r.mean()) / (sd if sd > 0 else 1.0)
             self.stat_models.append(train_booster(x, z, self.params, self.pretrain_rounds, self.seed))

@@ -4,19 +4,26 @@ Each proxy is one function ``fn(net, batch, seed=0) -> float`` on a plain, fresh
 mode (see `fresh_network`); `score` does the whole job for an arch of a space, and `objective` turns a proxy into
 a callable ``arch -> float`` for search. `robot` combines proxies with a few ground-truth queries (RoBoT).
 
-Proxies: synflow, snip, grasp, fisher, grad_norm, plain, jacov, nwot, gradsign, zen, l2_norm, params, flops.
+Proxies: synflow, snip, grasp, fisher, grad_norm, plain, jacov, nwot, gradsign, zen, l2_norm, params, flops. Each
+proxy file registers its functions in `PROXIES` with ``@register_proxy(name)``; importing the files here is what
+registers them. A proxy of your own is registered the same way from your own module.
 Applicability: ``jacov`` and ``zen`` need continuous inputs (not token ids); ``nwot`` needs activation modules
 (ReLU family exactly; GELU/SiLU/... by the sign-code extension); saliency proxies need Conv/Linear layers.
 Inapplicable proxies give ``nan`` in `score` (or raise `ProxyNotApplicableError` with ``strict=True``).
 """
 
+# the proxy files: importing them registers their proxies (in this order)
+from . import saliency, activation, static  # noqa: I001
 from .activation import jacov, nwot, zen
 from .adapters import NONFINITE_FILL, evaluator, prefilter
 from .common import Batch, ProxyNotApplicableError, fresh_network, init_network, task_loss
-from .registry import DEFAULT_PROXIES, PROXIES, Proxy, objective, register_proxy, score
+from .registry import PROXIES, Proxy, objective, register_proxy, score
 from .robot import RobotResult, normalise, robot, weighted_ranking
 from .saliency import fisher, grad_norm, gradsign, grasp, plain, snip, synflow
 from .static import flops, l2_norm, params
+
+DEFAULT_PROXIES: tuple[str, ...] = tuple(PROXIES)
+"""The built-in proxies (a proxy registered later is scored by default too: ``score(names=None)`` takes them all)."""
 
 __all__ = [
     "DEFAULT_PROXIES",
@@ -25,6 +32,7 @@ __all__ = [
     "Batch",
     "Proxy",
     "RobotResult",
+    "activation",
     "ProxyNotApplicableError",
     "evaluator",
     "fisher",
@@ -43,9 +51,11 @@ __all__ = [
     "prefilter",
     "register_proxy",
     "robot",
+    "saliency",
     "normalise",
     "score",
     "snip",
+    "static",
     "synflow",
     "task_loss",
     "weighted_ranking",

@@ -25,14 +25,18 @@ import torch
 from torch import nn
 
 from .common import Batch, ProxyNotApplicableError, batch_to, check_batch, is_token_input, net_device
+from .registry import register_proxy
 
 RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU)
 GATED = (nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish, nn.ELU, nn.CELU, nn.SELU)
 
 
+@register_proxy("nwot")
 def nwot(net: nn.Module, batch: Batch, seed: int = 0, relu_only: bool = False) -> float:
-    """NASWOT (Mellor et al. 2021, v2): ``log|K|`` with ``K = sum over activation modules of
-    C C^T + (1-C)(1-C)^T``, ``C`` the ``(batch, units)`` binary code ``pre-activation > 0``.
+    """NASWOT (Mellor et al. 2021, v2): log-determinant of the kernel of the batch's binary activation codes.
+
+    ``log|K|`` with ``K = sum over activation modules of C C^T + (1-C)(1-C)^T``, ``C`` the ``(batch, units)``
+    binary code ``pre-activation > 0``.
 
     ``K[i, j]`` counts the units where samples ``i`` and ``j`` agree. Returns ``-inf`` when ``K`` is singular
     (two samples with identical codes everywhere). Needs a batch of at least 2 samples.
@@ -65,6 +69,7 @@ def nwot(net: nn.Module, batch: Batch, seed: int = 0, relu_only: bool = False) -
     return float(logdet) if sign > 0 else -math.inf
 
 
+@register_proxy("jacov")
 def jacov(net: nn.Module, batch: Batch, seed: int = 0) -> float:
     """Jacobian covariance (Mellor et al. 2021, v1; NASLib's variant).
 
@@ -105,6 +110,7 @@ def _feature_module(net: nn.Module) -> nn.Module:
     raise ProxyNotApplicableError("zen needs a global pooling layer or a final Linear head to read features at")
 
 
+@register_proxy("zen")
 def zen(net: nn.Module, batch: Batch, seed: int = 0, mixup_gamma: float = 1e-2) -> float:
     """Zen-score (Lin et al. 2021) on a Gaussian-initialised copy with Gaussian inputs shaped like the batch.
 

@@ -3,7 +3,7 @@
 ``sn.search`` takes ``evaluator=fn(arch) -> {metric: value}`` and objectives such as ``"nwot:max"``::
 
     ev = sn.proxies.evaluator(space, ["nwot", "synflow"], batch)
-    sn.search(space, evaluator=ev, objectives=["nwot:max", "params"], strategy="evolution", trials=200)
+    sn.search(space, evaluator=ev, objectives=["nwot:max", "params"], algorithm="evolution", trials=200)
 
 A fitted predictor plugs in the same way (``predictor.evaluator()`` returns ``{"predicted": ...}``). `prefilter`
 keeps the most promising archs of a candidate list by any cheap score (a proxy objective or a predictor), so

@@ -10,10 +10,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .activation import jacov, nwot, zen
-from .common import Batch, ProxyNotApplicableError, batch_to, check_batch, fresh_network, resolve_device
-from .saliency import fisher, grad_norm, gradsign, grasp, plain, snip, synflow
-from .static import flops, l2_norm, params
+from ..device import resolve_device
+from ..registry import Registry, UnknownNameError
+from .common import Batch, ProxyNotApplicableError, batch_to, check_batch, fresh_network
 
 
 class Proxy(Protocol):
@@ -22,43 +21,25 @@ class Proxy(Protocol):
     def __call__(self, net: nn.Module, batch: Batch, seed: int = 0) -> float: ...
 
 
-PROXIES: dict[str, Proxy] = {
-    "synflow": synflow,
-    "snip": snip,
-    "grasp": grasp,
-    "fisher": fisher,
-    "grad_norm": grad_norm,
-    "plain": plain,
-    "jacov": jacov,
-    "nwot": nwot,
-    "gradsign": gradsign,
-    "zen": zen,
-    "l2_norm": l2_norm,
-    "params": params,
-    "flops": flops,
-}
-"""Every proxy by name. Higher is meant to be better for all except ``params``/``flops`` (size, no direction)."""
-
-DEFAULT_PROXIES: tuple[str, ...] = tuple(PROXIES)
+PROXIES: Registry[Proxy] = Registry("proxy")
+"""Every proxy by name, in registration order. Higher is meant to be better for all except ``params``/``flops``
+(size, no direction). The proxy files (`saliency`, `activation`, `static`) register theirs with `register_proxy`
+when `supernet.proxies` imports them."""
 
 
 def register_proxy(name: str) -> Callable[[Proxy], Proxy]:
-    """Decorator adding a user proxy ``fn(net, batch, seed=0) -> float`` under ``name``."""
+    """Decorator adding a proxy ``fn(net, batch, seed=0) -> float`` under ``name``.
 
-    def wrap(fn: Proxy) -> Proxy:
-        if name in PROXIES:
-            raise ValueError(f"a proxy named {name!r} is already registered")
-        PROXIES[name] = fn
-        return fn
-
-    return wrap
+    The first line of its docstring is its description in ``supernet proxies --help`` and ``supernet info``.
+    """
+    return PROXIES.register(name)
 
 
 def _check_names(names: Sequence[str] | None) -> list[str]:
-    names = list(DEFAULT_PROXIES if names is None else names)
+    names = PROXIES.names() if names is None else list(names)
     unknown = [n for n in names if n not in PROXIES]
     if unknown:
-        raise KeyError(f"unknown proxies {unknown}; available: {', '.join(PROXIES)}")
+        raise UnknownNameError(f"unknown proxies {unknown}; available: {', '.join(PROXIES)}")
     return names
 
 
@@ -71,7 +52,7 @@ def score(
     device: str | torch.device = "auto",
     strict: bool = False,
 ) -> dict[str, float]:
-    """Every proxy in ``names`` (default: all) for one architecture, ``{name: value}``.
+    """Every proxy in ``names`` (default: every registered proxy) for one architecture, ``{name: value}``.
 
     The network is ``net_or_space.extract(arch)`` for a space (a copy of ``net_or_space`` for a plain network),
     re-initialised from ``seed``; each proxy gets its own copy, so one proxy cannot disturb another. Results are
@@ -111,4 +92,4 @@ def objective(
     return fn
 
 
-__all__ = ["DEFAULT_PROXIES", "PROXIES", "Proxy", "ProxyNotApplicableError", "objective", "register_proxy", "score"]
+__all__ = ["PROXIES", "Proxy", "ProxyNotApplicableError", "objective", "register_proxy", "score"]

@@ -39,26 +39,31 @@ from .common import (
     task_loss,
     weight_grads,
 )
+from .registry import register_proxy
 
 
+@register_proxy("snip")
 def snip(net: nn.Module, batch: Batch, seed: int = 0) -> float:
     """SNIP connection sensitivity ``sum |theta * dL/dtheta|`` over Conv/Linear weights."""
     layers, grads = weight_grads(net, check_batch(batch))
     return float(sum((m.weight.detach() * g).abs().sum() for m, g in zip(layers, grads, strict=True) if g is not None))
 
 
+@register_proxy("plain")
 def plain(net: nn.Module, batch: Batch, seed: int = 0) -> float:
-    """``sum theta * dL/dtheta`` over Conv/Linear weights (NASLib's ``plain``)."""
+    """Plain saliency ``sum theta * dL/dtheta`` over Conv/Linear weights (NASLib's ``plain``)."""
     layers, grads = weight_grads(net, check_batch(batch))
     return float(sum((m.weight.detach() * g).sum() for m, g in zip(layers, grads, strict=True) if g is not None))
 
 
+@register_proxy("grad_norm")
 def grad_norm(net: nn.Module, batch: Batch, seed: int = 0) -> float:
     """Sum over Conv/Linear layers of the L2 norm of the loss gradient of the layer's weight."""
     _, grads = weight_grads(net, check_batch(batch))
     return float(sum(g.norm() for g in grads if g is not None))
 
 
+@register_proxy("grasp")
 def grasp(net: nn.Module, batch: Batch, seed: int = 0) -> float:
     """GraSP ``sum -theta * (H g)`` over Conv/Linear weights.
 
@@ -108,6 +113,7 @@ def _hessian_grad_fd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: 
     return tuple(None if p is None or m is None else (p - m) / (2 * eps) for p, m in zip(plus, minus, strict=True))
 
 
+@register_proxy("fisher")
 def fisher(net: nn.Module, batch: Batch, seed: int = 0, naslib_weighting: bool = False) -> float:
     """Fisher channel saliency summed over every output channel of every Conv/Linear layer.
 
@@ -152,6 +158,7 @@ class _Bypass:
         return inputs[0]
 
 
+@register_proxy("synflow")
 def synflow(net: nn.Module, batch: Batch, seed: int = 0) -> float:
     """SynFlow ``log(sum |theta * dR/dtheta|)`` on ``|theta|`` with an all-ones input (see the module docstring).
 
@@ -178,6 +185,7 @@ def synflow(net: nn.Module, batch: Batch, seed: int = 0) -> float:
     return math.log(total) if total > 0 else -math.inf
 
 
+@register_proxy("gradsign")
 def gradsign(net: nn.Module, batch: Batch, seed: int = 0) -> float:
     """GradSign ``sum_k |sum_i sign(dL(x_i)/dtheta_k)|`` over Conv/Linear weights, one backward pass per sample.
 

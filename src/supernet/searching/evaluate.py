@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..device import resolve_device
 from ..space import SuperModule
 
 
@@ -44,7 +45,7 @@ class RunEvaluator:
         """
         from ..training import load_run
 
-        dev = _device(device)
+        dev = resolve_device(device)
         if isinstance(run, (str, os.PathLike)):
             run = load_run(Path(run), device=dev)
         if task is None:
@@ -73,8 +74,3 @@ class RunEvaluator:
         )
         return {k: float(v) for k, v in out.items() if k in ("loss", "accuracy")}
 
-
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)

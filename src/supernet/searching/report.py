@@ -17,7 +17,7 @@ def front_table(pareto: Mapping[str, Any], max_rows: int = 20, title: str | None
     table = Table(
         title=title
         or f"Pareto front: {len(front)} of {pareto.get('distinct_archs', '?')} archs "
-        f"({pareto.get('strategy')}, {pareto.get('evaluations', '?')} evaluations)"
+        f"({pareto.get('algorithm') or pareto.get('strategy')}, {pareto.get('evaluations', '?')} evaluations)"
     )
     table.add_column("#", justify="right")
     for m in metrics:

@@ -40,19 +40,18 @@ from typing import Any
 
 import optuna
 import sqlalchemy.exc
-from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler
+from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from ..files import FileFormatError, check_sqlite
 from ..space import SuperModule
+from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM, SamplerRequest
 from .costs import CostModel
-from .evolution import RegularizedEvolutionSampler
 from .keys import active_decisions, arch_key, count_distinct_archs
 from .objectives import Constraint, Objective, violations
 from .screen import Screen, ScreenedSampler, categorical_distributions
 
-STRATEGIES = ("random", "evolution", "nsga2")
 _PRIMITIVE = (type(None), bool, int, float, str)
 Evaluator = Callable[[dict[str, Any]], Mapping[str, float] | float]
 
@@ -62,11 +61,8 @@ HEARTBEAT_INTERVAL_S = 10
 HEARTBEAT_GRACE_S = 40
 # How long an SQLite connection waits on a database locked by another worker's commit before failing.
 SQLITE_TIMEOUT_S = 120
-# Default evolution / NSGA-II population: a quarter of the trials (so several generations run), at least 4 (a
-# tournament needs a few members) and at most 50 (larger populations only slow the search down).
-POPULATION_MIN = 4
-POPULATION_MAX = 50
-POPULATION_FRACTION = 4
+# How often a trial waiting on another trial's result (same arch) looks again.
+CLAIM_POLL_S = 0.02
 # Stop when this many finished trials in a row proposed only archs tried before: the sampler has converged.
 STALL_TRIALS = 100
 # Count a space's distinct subnets (to stop once all were tried) only up to this many arch dicts.
@@ -326,16 +322,15 @@ class SearchSetup:
     objectives: list[Objective]
     constraints: list[Constraint]
     cost_model: CostModel
-    strategy: str = "nsga2"
+    algorithm: str = DEFAULT_ALGORITHM
     population_size: int | None = None
     sample_size: int | None = None
-    poll_interval: float = 0.02
+    poll_interval: float = CLAIM_POLL_S
     screen: Screen | None = None
     screen_candidates: int = 1
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown search strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        self.build_sampler = ALGORITHMS.get(self.algorithm)  # UnknownNameError (a ValueError) listing the names
         self.search_space = SearchSpace(self.space)
         expensive = [o.metric for o in self.objectives if not o.cheap] + [
             c.metric for c in self.constraints if not c.cheap
@@ -376,38 +371,23 @@ class SearchSetup:
                 )
 
     def make_sampler(self, seed: int | None, trials: int) -> BaseSampler:
-        """The Optuna sampler for ``strategy``, screening several proposals per trial when ``screen`` is set."""
-        sampler = self._base_sampler(seed, trials)
-        if self.screen is None or self.screen_candidates <= 1:
-            return sampler
-        if self.strategy == "nsga2":
-            raise ValueError("screening (screen=...) works with the 'random' and 'evolution' strategies, not 'nsga2'")
-        distributions = categorical_distributions(self.search_space.encoded)
-        return ScreenedSampler(sampler, distributions, self.search_space.decode, self.screen, self.screen_candidates)
-
-    def _base_sampler(self, seed: int | None, trials: int) -> BaseSampler:
-        if self.strategy == "random":
-            return RandomSampler(seed=seed)
-        if self.strategy == "evolution":
-            p = self.population_size or default_population(trials)
-            s = self.sample_size or max(2, min(p, p // 4 or 1))
-            return RegularizedEvolutionSampler(
-                population_size=p,
-                sample_size=min(s, p),
+        """The Optuna sampler of ``algorithm``, screening several proposals per trial when ``screen`` is set."""
+        screening = self.screen is not None and self.screen_candidates > 1
+        sampler = self.build_sampler(
+            SamplerRequest(
                 seed=seed,
-                is_feasible=lambda t: bool(t.user_attrs.get("feasible", True)),
+                trials=trials,
+                population_size=self.population_size,
+                sample_size=self.sample_size,
+                constraints=tuple(self.constraints),
+                screening=screening,
                 mutable=self.search_space.active_params,
             )
-        p = self.population_size or default_population(trials)
-        # Constraint violations are recorded on each trial (Trial.set_constraint, Optuna >= 5), which NSGA-II
-        # reads for its constrained domination: a feasible arch always beats an infeasible one.
-        if self.constraints and not hasattr(Trial, "set_constraint"):  # older Optuna: constraints_func
-            return NSGAIISampler(population_size=p, seed=seed, constraints_func=self._violations_of)
-        return NSGAIISampler(population_size=p, seed=seed)
-
-    def _violations_of(self, trial: FrozenTrial) -> list[float]:
-        v = trial.user_attrs.get("violations")
-        return list(v) if v is not None else [0.0] * len(self.constraints)
+        )
+        if not screening:
+            return sampler
+        distributions = categorical_distributions(self.search_space.encoded)
+        return ScreenedSampler(sampler, distributions, self.search_space.decode, self.screen, self.screen_candidates)
 
     def objective(self, trial: Trial) -> tuple[float, ...] | float:
         """Sample, check cheap constraints, claim-or-reuse, evaluate, record."""
@@ -491,11 +471,6 @@ class SearchSetup:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 fail_stale_trials(study)  # a no-op without heartbeats
-
-
-def default_population(trials: int) -> int:
-    """The default evolution / NSGA-II population for a budget of ``trials`` archs."""
-    return max(POPULATION_MIN, min(POPULATION_MAX, trials // POPULATION_FRACTION))
 
 
 @dataclass(frozen=True)

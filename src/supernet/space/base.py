@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from torch import nn
 
 from .choice import Value
 
+#: What a search value controls. Progressive shrinking (OFA) opens the space kind by kind in this order.
+Kind = Literal["kernel", "depth", "width", "other"]
+KINDS: tuple[Kind, ...] = ("kernel", "depth", "width", "other")
+
 
 class Searchable(nn.Module):
     """A module whose behaviour depends on choices.
 
-    Subclasses list the values (choices or expressions) they read in `search_values` and build a plain
-    PyTorch equivalent of themselves under the active arch in `extract`.
+    Subclasses list the values (choices or expressions) they read in `search_values`, declare in
+    `value_kinds` what each controls (``kernel``, ``depth``, ``width``; undeclared values are ``other``) and
+    build a plain PyTorch equivalent of themselves under the active arch in `extract`.
     """
+
+    value_kinds: ClassVar[dict[str, Kind]] = {}
 
     def search_values(self) -> dict[str, Any]:
         """``{attribute: value}`` for every constructor argument that may hold a `Choice`."""
         return {}
+
+    def value_kind(self, attr: str) -> Kind:
+        """What the search value ``attr`` controls: its entry in `value_kinds`, else ``"other"``."""
+        return self.value_kinds.get(attr, "other")
 
     def decision_name(self, path: str, attr: str) -> str:
         """The name an unnamed choice gets when it is first found here (``path`` is the module path)."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .base import Searchable, extract_module
+from .base import Kind, Searchable, extract_module
 from .choice import Choice, Value, current_int, max_int
-from .layers import Mix, mix_of, mix_plan
+from .superposition import Mix, mix_of, mix_plan
 
 
 class LayerChoice(Searchable):
@@ -22,6 +22,8 @@ class LayerChoice(Searchable):
         choice: an existing `Choice` to share one decision between several LayerChoices; its options
             must equal the candidates' keys.
     """
+
+    value_kinds: ClassVar[dict[str, Kind]] = {"choice": "other"}
 
     def __init__(
         self,
@@ -85,6 +87,8 @@ class Repeat(Searchable):
         blocks: the blocks, or a factory ``fn(index) -> module`` used with ``max_depth``.
         depth: an int or a `Choice` of depths (each between 0 and the number of blocks).
     """
+
+    value_kinds: ClassVar[dict[str, Kind]] = {"depth": "depth"}
 
     def __init__(
         self,

@@ -2,276 +2,26 @@
 
 Each layer allocates the weight of its largest configuration once. Under the active arch it slices the
 leading rows/columns (and, for kernel sizes, the centred window of the largest kernel), so all options
-share and train the same storage.
-
-Superposition (TangleNAS): inside ``with superposition({choice: weights, ...}):`` a layer whose sizes depend
-on a weighted choice runs once with the mixed weight ``W_mix = sum_a p(a) * zero_pad(W[slice(a)])`` over every
-joint assignment ``a`` of its weighted choices (``p(a)`` = product of the per-choice weights; kernel sizes are
-centre-padded), built as ``W_max * M`` with a mask ``M`` of the combination weights. A weight depending on two
-choices (embed x MLP ratio) thus gets the outer-product ("combi") weighting. A choice given with a hard index
-(GDAS) is not mixed: only its chosen slice is computed, scaled by its straight-through weight (1 forward).
+share and train the same storage. Under `superposition` each layer describes how to slice its parameters and
+how to run on a slice, and `superposed` mixes (see `supernet.space.superposition`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import itertools
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import plain
-from .base import Searchable, copy_param
-from .choice import Choice, Value, as_size, current_int, leaves_of, max_int
+from .. import blocks
+from .base import Kind, Searchable, copy_param
+from .choice import current_int, max_int
+from .superposition import mix_plan, pad_channels, pad_last, superposed
 
 Size = Any  # an int, a Choice, or a value derived from choices
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Superposition state: which choices carry mixture weights right now.
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mix:
-    """Mixture weights of one decision.
-
-    Attributes:
-        weights: 1-D tensor, ``weights[i]`` for ``choice.options[i]`` (may require grad).
-        index: ``None`` for a soft mixture; an option index for a hard pick (GDAS): only that option is
-            computed and its output is scaled by ``weights[index]`` (1 in the forward pass with a
-            straight-through estimator, so the gradient still reaches the architecture parameters).
-    """
-
-    weights: torch.Tensor
-    index: int | None = None
-
-
-@dataclass(frozen=True)
-class _MixState:
-    mixes: Mapping[Choice, Mix]
-    mode: str  # "weights" (superposition) or "outputs" (run every option and sum: the memory baseline)
-
-
-_STATE: contextvars.ContextVar[_MixState | None] = contextvars.ContextVar("supernet_mix_state", default=None)
-MIX_MODES = ("weights", "outputs")
-
-
-@contextlib.contextmanager
-def superposition(mixes: Mapping[Choice, Mix | torch.Tensor], mode: str = "weights") -> Iterator[None]:
-    """Run entangled layers, `LayerChoice` and `Repeat` as mixtures of their options inside this block.
-
-    Args:
-        mixes: ``{choice: weights}`` (a 1-D tensor with one weight per option) or ``{choice: Mix(...)}``.
-            Choices not listed keep using their active option (``choice.current``).
-        mode: ``"weights"`` mixes weights (one forward at the size of the largest option); ``"outputs"``
-            computes every option of every layer separately and sums the zero-padded outputs (classic
-            output mixing, memory grows with the options; used as a baseline).
-    """
-    if mode not in MIX_MODES:
-        raise ValueError(f"superposition mode must be one of {MIX_MODES}, got {mode!r}")
-    checked: dict[Choice, Mix] = {}
-    for choice, mix in mixes.items():
-        if not isinstance(choice, Choice):
-            raise TypeError(f"superposition keys must be Choice objects, got {type(choice).__name__}")
-        if isinstance(mix, torch.Tensor):
-            mix = Mix(mix)
-        if not isinstance(mix, Mix):
-            raise TypeError(f"weights for choice {choice.name!r} must be a tensor or Mix, got {type(mix).__name__}")
-        if mix.weights.dim() != 1 or mix.weights.shape[0] != len(choice.options):
-            raise ValueError(
-                f"choice {choice.name!r} has {len(choice.options)} options but got weights of shape "
-                f"{tuple(mix.weights.shape)}; expected ({len(choice.options)},)"
-            )
-        if mix.index is not None and not 0 <= mix.index < len(choice.options):
-            raise ValueError(f"hard index {mix.index} out of range for choice {choice.name!r}")
-        checked[choice] = mix
-    token = _STATE.set(_MixState(checked, mode))
-    try:
-        yield
-    finally:
-        _STATE.reset(token)
-
-
-def active_mixes() -> dict[Choice, Mix]:
-    """The mixtures in force (empty outside `superposition`)."""
-    state = _STATE.get()
-    return {} if state is None else dict(state.mixes)
-
-
-def mix_of(choice: Choice) -> Mix | None:
-    """The mixture of ``choice`` in force, or None."""
-    state = _STATE.get()
-    return None if state is None else state.mixes.get(choice)
-
-
-class MixPlan:
-    """How one layer mixes: its tensor sizes and the weight of each joint assignment of its mixed choices.
-
-    Built from the values (sizes) a layer reads. Soft choices are enumerated jointly; hard and unweighted
-    choices are fixed (hard: the picked option, unweighted: ``choice.current``).
-    """
-
-    def __init__(self, values: Sequence[Any], state: _MixState, what: str) -> None:
-        leaves = leaves_of(values)
-        self.mode = state.mode
-        self.soft = tuple(c for c in leaves if c in state.mixes and state.mixes[c].index is None)
-        self.hard = tuple(c for c in leaves if c in state.mixes and state.mixes[c].index is not None)
-        fixed: dict[Choice, Any] = {c: c.current for c in leaves if c not in state.mixes}
-        fixed.update({c: c.options[state.mixes[c].index] for c in self.hard})
-        combos, sizes = [], []
-        for idx in itertools.product(*(range(len(c.options)) for c in self.soft)):
-            assignment = dict(fixed)
-            assignment.update({c: c.options[i] for c, i in zip(self.soft, idx, strict=True)})
-            combos.append(idx)
-            sizes.append(
-                tuple(
-                    as_size(v.evaluate_with(assignment) if isinstance(v, Value) else v, what) for v in values
-                )
-            )
-        self.sizes_per_combo = sizes
-        #: per value: the size of the tensor axis (largest over the mixed assignments)
-        self.sizes = tuple(max(s[j] for s in sizes) for j in range(len(values)))
-        #: per value: distinct sizes, sorted
-        self.distinct = [sorted({s[j] for s in sizes}) for j in range(len(values))]
-        self._combo_index = torch.tensor(combos, dtype=torch.long).reshape(len(combos), len(self.soft))
-        self._tensors: dict[Any, torch.Tensor] = {}
-
-    def _const(self, key: Any, device: torch.device, build: Any) -> torch.Tensor:
-        k = (key, str(device))
-        if k not in self._tensors:
-            self._tensors[k] = build().to(device)
-        return self._tensors[k]
-
-    @property
-    def mixed(self) -> bool:
-        """Whether any soft (non-hard) weighted choice is involved."""
-        return bool(self.soft)
-
-    def probs(self, device: torch.device) -> torch.Tensor | None:
-        """Weight of every joint assignment of the soft choices, ``(n_combos,)`` (None without soft choices)."""
-        if not self.soft:
-            return None
-        mixes = _STATE.get().mixes
-        idx = self._const("combo", device, lambda: self._combo_index)
-        p = None
-        for j, c in enumerate(self.soft):
-            w = mixes[c].weights.to(device)[idx[:, j]]
-            p = w if p is None else p * w
-        return p
-
-    def scale(self, device: torch.device) -> torch.Tensor | None:
-        """Product of the straight-through weights of the hard choices (1 forward), or None."""
-        if not self.hard:
-            return None
-        mixes = _STATE.get().mixes
-        s = None
-        for c in self.hard:
-            m = mixes[c]
-            w = m.weights.to(device)[m.index]
-            s = w if s is None else s * w
-        return s
-
-    def groups(self, values: Sequence[int], device: torch.device) -> list[tuple[tuple[int, ...], torch.Tensor]]:
-        """Distinct size tuples of the chosen values with their total weight (for output mixing)."""
-        p = self.probs(device)
-        keys = [tuple(s[j] for j in values) for s in self.sizes_per_combo]
-        uniq = sorted(set(keys))
-        gid = self._const(("gid", tuple(values)), device, lambda: torch.tensor([uniq.index(k) for k in keys]))
-        total = torch.zeros(len(uniq), dtype=p.dtype, device=device).index_add(0, gid, p)
-        return [(k, total[i]) for i, k in enumerate(uniq)]
-
-    def mask(self, dims: Sequence[int | None], kernel: int | None, device: torch.device) -> torch.Tensor:
-        """The superposition mask for a tensor whose dim ``d`` is sized by value ``dims[d]`` (None: not mixed).
-
-        Value ``kernel`` (if given) sizes two consecutive dims as a centred square window; every other value
-        is a prefix. The result broadcasts against the tensor (size 1 along dims that do not vary).
-        """
-        p = self.probs(device)
-        used = [v for v in dict.fromkeys(d for d in dims if d is not None) if len(self.distinct[v]) > 1]
-        if not used:
-            return p.sum()
-        key = ("mask", tuple(dims), kernel)
-        flat = self._const(
-            (*key, "flat"),
-            device,
-            lambda: torch.tensor(
-                [
-                    sum(
-                        self.distinct[v].index(s[v]) * math.prod(len(self.distinct[u]) for u in used[i + 1 :])
-                        for i, v in enumerate(used)
-                    )
-                    for s in self.sizes_per_combo
-                ]
-            ),
-        )
-        grid = torch.zeros(math.prod(len(self.distinct[v]) for v in used), dtype=p.dtype, device=device)
-        grid = grid.index_add(0, flat, p).view([len(self.distinct[v]) for v in used])
-        # Contract the small grid of combination weights with one indicator matrix per axis in turn
-        # (each tensordot moves the contracted axis to the end, so the axes come out in order).
-        out = grid
-        for v in used:
-            ind = self._const((*key, v), device, lambda v=v: self._indicator(v, v == kernel)).to(p.dtype)
-            out = torch.tensordot(out, ind, dims=([0], [0]))
-        return out.reshape([1 if d is None or d not in used else self.sizes[d] for d in dims])
-
-    def _indicator(self, v: int, centre: bool) -> torch.Tensor:
-        n = self.sizes[v]
-        rows = []
-        for s in self.distinct[v]:
-            if centre:
-                line = torch.zeros(n)
-                start = (n - s) // 2
-                line[start : start + s] = 1.0
-                rows.append(torch.outer(line, line).flatten())
-            else:
-                rows.append((torch.arange(n) < s).float())
-        return torch.stack(rows)
-
-
-def mix_plan(module: nn.Module, values: Sequence[Any], what: str) -> MixPlan | None:
-    """The layer's `MixPlan` when any of its values depends on a weighted choice, else None (plain slicing)."""
-    state = _STATE.get()
-    if state is None or not state.mixes:
-        return None
-    leaves = leaves_of(values)
-    if not any(c in state.mixes for c in leaves):
-        return None
-    key = (
-        state.mode,
-        tuple(
-            (c, "soft" if state.mixes[c].index is None else state.mixes[c].index)
-            if c in state.mixes
-            else (c, "fixed", c.current)
-            for c in leaves
-        ),
-    )
-    cache = module.__dict__.setdefault("_mix_plans", {})
-    if key not in cache:
-        if len(cache) > 256:
-            cache.clear()
-        cache[key] = MixPlan(values, state, what)
-    return cache[key]
-
-
-def _pad_last(y: torch.Tensor, n: int) -> torch.Tensor:
-    return y if y.shape[-1] == n else F.pad(y, (0, n - y.shape[-1]))
-
-
-def _pad_channels(y: torch.Tensor, n: int) -> torch.Tensor:
-    if y.shape[1] == n:
-        return y
-    return F.pad(y, (0, 0, 0, 0, 0, n - y.shape[1]))
-
-
-def _scaled(t: torch.Tensor | None, s: torch.Tensor | None) -> torch.Tensor | None:
-    return t if t is None or s is None else t * s
 
 
 def _check_dim(x: torch.Tensor, dim: int, expected: int, layer: str, what: str) -> None:
@@ -284,6 +34,8 @@ def _check_dim(x: torch.Tensor, dim: int, expected: int, layer: str, what: str) 
 
 class Linear(Searchable):
     """``nn.Linear`` whose in and out features may be choices (slices ``weight[:out, :in]``)."""
+
+    value_kinds: ClassVar[dict[str, Kind]] = {"in_features": "width", "out_features": "width"}
 
     def __init__(self, in_features: Size, out_features: Size, bias: bool = True) -> None:
         super().__init__()
@@ -308,35 +60,31 @@ class Linear(Searchable):
         """``(in_features, out_features)`` under the active arch."""
         return current_int(self.in_features, "in_features"), current_int(self.out_features, "out_features")
 
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias for ``(out_features, in_features)``."""
+        o, i = sizes
+        return self.weight[:o, :i], None if self.bias is None else self.bias[:o]
+
     def active_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias of the active subnet."""
         i, o = self.active()
-        return self.weight[:o, :i], None if self.bias is None else self.bias[:o]
+        return self.sliced((o, i))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = mix_plan(self, (self.out_features, self.in_features), "Linear features")
-        if plan is not None:
-            return self._mixed_forward(x, plan)
-        w, b = self.active_weights()
-        _check_dim(x, -1, w.shape[1], "Linear", "in_features")
-        return F.linear(x, w, b)
-
-    def _mixed_forward(self, x: torch.Tensor, plan: MixPlan) -> torch.Tensor:
-        o_max, i_max = plan.sizes
-        _check_dim(x, -1, i_max, "Linear (superposed)", "in_features")
-        scale = plan.scale(x.device)
-        bias = None if self.bias is None else self.bias[:o_max]
-        if plan.mixed and plan.mode == "outputs":
-            out = 0
-            for (o, i), p in plan.groups((0, 1), x.device):
-                b = None if self.bias is None else self.bias[:o]
-                out = out + p * _pad_last(F.linear(x[..., :i], self.weight[:o, :i], b), o_max)
-            return _scaled(out, scale)
-        w = self.weight[:o_max, :i_max]
-        if plan.mixed:
-            w = w * plan.mask((0, 1), None, x.device)
-            bias = None if bias is None else bias * plan.mask((0,), None, x.device)
-        return F.linear(x, _scaled(w, scale), _scaled(bias, scale))
+        if plan is None:
+            w, b = self.active_weights()
+            _check_dim(x, -1, w.shape[1], "Linear", "in_features")
+            return F.linear(x, w, b)
+        _check_dim(x, -1, plan.sizes[1], "Linear (superposed)", "in_features")
+        return superposed(
+            plan,
+            x.device,
+            self.sliced,
+            (((0, 1), None), ((0,), None)),
+            lambda sizes, params: F.linear(x[..., : sizes[1]], *params),
+            lambda y, sizes: pad_last(y, sizes[0]),
+        )
 
     def extract(self) -> nn.Linear:
         w, b = self.active_weights()
@@ -356,6 +104,12 @@ class Conv2d(Searchable):
     the active channel count (in and out channels must then be the same value). ``padding=None`` keeps the
     spatial size for stride 1 (``kernel // 2``, per active kernel).
     """
+
+    value_kinds: ClassVar[dict[str, Kind]] = {
+        "in_channels": "width",
+        "out_channels": "width",
+        "kernel_size": "kernel",
+    }
 
     def __init__(
         self,
@@ -406,34 +160,44 @@ class Conv2d(Searchable):
             current_int(self.kernel_size, "kernel_size"),
         )
 
-    def active_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Weight and bias of the active subnet."""
-        c_in, c_out, k = self.active()
-        if self.depthwise and c_in != c_out:
-            raise ValueError(f"depthwise Conv2d got {c_in} in and {c_out} out channels; they must match")
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias for ``(in_channels, out_channels, kernel_size)`` (the centred kernel window)."""
+        c_in, c_out, k = sizes
         w = self.weight[:c_out, : 1 if self.depthwise else c_in]
         if k != self.max_kernel:
             s = (self.max_kernel - k) // 2
             w = w[:, :, s : s + k, s : s + k]
         return w, None if self.bias is None else self.bias[:c_out]
 
+    def active_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias of the active subnet."""
+        c_in, c_out, k = self.active()
+        if self.depthwise and c_in != c_out:
+            raise ValueError(f"depthwise Conv2d got {c_in} in and {c_out} out channels; they must match")
+        return self.sliced((c_in, c_out, k))
+
     def conv_args(self) -> tuple[int, int]:
         """``(padding, groups)`` under the active arch."""
-        _, c_out, k = self.active()
-        padding = k // 2 if self.padding is None else self.padding
-        return padding, (c_out if self.depthwise else 1)
+        return self._conv_args(self.active())
+
+    def _conv_args(self, sizes: Sequence[int]) -> tuple[int, int]:
+        _, c_out, k = sizes
+        return (k // 2 if self.padding is None else self.padding), (c_out if self.depthwise else 1)
+
+    def _conv(self, x: torch.Tensor, sizes: Sequence[int], params: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        c_in, c_out, _ = sizes
+        padding, groups = self._conv_args(sizes)
+        x = x[:, : c_out if self.depthwise else c_in]
+        return F.conv2d(x, params[0], params[1], self.stride, padding, 1, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = mix_plan(self, (self.in_channels, self.out_channels, self.kernel_size), "Conv2d sizes")
-        if plan is not None:
-            return self._mixed_forward(x, plan)
-        w, b = self.active_weights()
-        _check_dim(x, 1, current_int(self.in_channels, "in_channels"), "Conv2d", "in_channels")
-        padding, groups = self.conv_args()
-        return F.conv2d(x, w, b, self.stride, padding, 1, groups)
-
-    def _mixed_forward(self, x: torch.Tensor, plan: MixPlan) -> torch.Tensor:
-        i_max, o_max, k_max = plan.sizes
+        if plan is None:
+            sizes = self.active()
+            params = self.active_weights()
+            _check_dim(x, 1, sizes[0], "Conv2d", "in_channels")
+            return self._conv(x, sizes, params)
+        i_max, o_max, _ = plan.sizes
         _check_dim(x, 1, i_max, "Conv2d (superposed)", "in_channels")
         if self.depthwise and i_max != o_max:
             raise ValueError(f"depthwise Conv2d got {i_max} in and {o_max} out channels; they must match")
@@ -442,30 +206,14 @@ class Conv2d(Searchable):
                 "a Conv2d whose kernel size is mixed needs padding=None (kernel // 2) so every kernel gives the "
                 f"same output size; got padding={self.padding}"
             )
-        scale = plan.scale(x.device)
-
-        def run(c_in: int, c_out: int, k: int, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-            padding = k // 2 if self.padding is None else self.padding
-            return F.conv2d(x[:, :c_in], weight, bias, self.stride, padding, 1, c_out if self.depthwise else 1)
-
-        if plan.mixed and plan.mode == "outputs":
-            out = 0
-            for (c_in, c_out, k), p in plan.groups((0, 1, 2), x.device):
-                w = self.weight[:c_out, : 1 if self.depthwise else c_in]
-                s = (self.max_kernel - k) // 2
-                w = w[:, :, s : s + k, s : s + k]
-                b = None if self.bias is None else self.bias[:c_out]
-                out = out + p * _pad_channels(run(c_out if self.depthwise else c_in, c_out, k, w, b), o_max)
-            return _scaled(out, scale)
-        w = self.weight[:o_max, : 1 if self.depthwise else i_max]
-        if k_max != self.max_kernel:
-            s = (self.max_kernel - k_max) // 2
-            w = w[:, :, s : s + k_max, s : s + k_max]
-        bias = None if self.bias is None else self.bias[:o_max]
-        if plan.mixed:
-            w = w * plan.mask((1, None if self.depthwise else 0, 2, 2), 2, x.device)
-            bias = None if bias is None else bias * plan.mask((1,), None, x.device)
-        return run(i_max, o_max, k_max, _scaled(w, scale), _scaled(bias, scale))
+        return superposed(
+            plan,
+            x.device,
+            self.sliced,
+            (((1, None if self.depthwise else 0, 2, 2), 2), ((1,), None)),
+            lambda sizes, params: self._conv(x, sizes, params),
+            lambda y, sizes: pad_channels(y, sizes[1]),
+        )
 
     def extract(self) -> nn.Conv2d:
         w, b = self.active_weights()
@@ -483,6 +231,8 @@ class Conv2d(Searchable):
 
 class BatchNorm2d(Searchable):
     """``nn.BatchNorm2d`` over a choice of channels; running statistics are sliced (and updated) too."""
+
+    value_kinds: ClassVar[dict[str, Kind]] = {"num_features": "width"}
 
     def __init__(
         self,
@@ -515,56 +265,48 @@ class BatchNorm2d(Searchable):
             self.running_var.fill_(1.0)
             self.num_batches_tracked.zero_()
 
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Affine weight and bias (None without affine) for ``(num_features,)``."""
+        (c,) = sizes
+        return None if self.weight is None else self.weight[:c], None if self.bias is None else self.bias[:c]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = mix_plan(self, (self.num_features,), "BatchNorm2d num_features")
-        if plan is not None:
-            return self._mixed_forward(x, plan)
-        c = current_int(self.num_features, "num_features")
-        _check_dim(x, 1, c, "BatchNorm2d", "num_features")
-        return self._norm(
-            x, c, None if self.weight is None else self.weight[:c], None if self.bias is None else self.bias[:c]
+        if plan is None:
+            c = current_int(self.num_features, "num_features")
+            _check_dim(x, 1, c, "BatchNorm2d", "num_features")
+            return self._norm(x, (c,), self.sliced((c,)))
+        # Normalisation is per channel, so mixing the outputs of every channel count equals one BN over the
+        # largest count with the affine parameters (or, without affine, the output) scaled by the channel mask.
+        # Running statistics of all those channels are updated from the superposed activations: they belong
+        # to no single subnet; recalibrate BN after picking an arch.
+        _check_dim(x, 1, plan.sizes[0], "BatchNorm2d (superposed)", "num_features")
+        return superposed(
+            plan,
+            x.device,
+            self.sliced,
+            (((0,), None), ((0,), None)),
+            lambda sizes, params: self._norm(x, sizes, params),
+            lambda y, sizes: pad_channels(y, sizes[0]),
+            output_mask=None if self.affine else (None, 0, None, None),
         )
 
-    def _norm(self, x: torch.Tensor, c: int, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    def _norm(self, x: torch.Tensor, sizes: Sequence[int], params: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        (c,) = sizes
         use_batch_stats = self.training or not self.track_running_stats
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
         # Slices are views, so the running stats of the active prefix are updated in place.
         return F.batch_norm(
-            x,
+            x[:, :c],
             None if self.running_mean is None else self.running_mean[:c],
             None if self.running_var is None else self.running_var[:c],
-            weight,
-            bias,
+            params[0],
+            params[1],
             use_batch_stats,
             self.momentum,
             self.eps,
         )
-
-    def _mixed_forward(self, x: torch.Tensor, plan: MixPlan) -> torch.Tensor:
-        # Normalisation is per channel, so mixing the outputs of every channel count equals one BN over the
-        # largest count with the affine parameters (or, without affine, the output) scaled by the channel mask.
-        # Running statistics of all those channels are updated from the superposed activations: they belong
-        # to no single subnet; recalibrate BN after picking an arch.
-        (c_max,) = plan.sizes
-        _check_dim(x, 1, c_max, "BatchNorm2d (superposed)", "num_features")
-        scale = plan.scale(x.device)
-        weight = None if self.weight is None else self.weight[:c_max]
-        bias = None if self.bias is None else self.bias[:c_max]
-        if plan.mixed and plan.mode == "outputs":
-            out = 0
-            for (c,), p in plan.groups((0,), x.device):
-                y = self._norm(x[:, :c], c, None if weight is None else weight[:c], None if bias is None else bias[:c])
-                out = out + p * _pad_channels(y, c_max)
-            return _scaled(out, scale)
-        m = plan.mask((0,), None, x.device) if plan.mixed else None
-        if self.affine:
-            weight, bias = _scaled(_scaled(weight, m), scale), _scaled(_scaled(bias, m), scale)
-            return self._norm(x, c_max, weight, bias)
-        y = self._norm(x, c_max, None, None)
-        if m is not None:
-            y = y * (m.view(1, -1, 1, 1) if m.dim() else m)
-        return _scaled(y, scale)
 
     def extract(self) -> nn.BatchNorm2d:
         c = current_int(self.num_features, "num_features")
@@ -581,6 +323,8 @@ class BatchNorm2d(Searchable):
 class LayerNorm(Searchable):
     """``nn.LayerNorm`` over the last dimension, whose size may be a choice."""
 
+    value_kinds: ClassVar[dict[str, Kind]] = {"normalized_shape": "width"}
+
     def __init__(self, normalized_shape: Size, eps: float = 1e-5, bias: bool = True) -> None:
         super().__init__()
         self.normalized_shape, self.eps = normalized_shape, eps
@@ -591,34 +335,38 @@ class LayerNorm(Searchable):
     def search_values(self) -> dict[str, Any]:
         return {"normalized_shape": self.normalized_shape}
 
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias for ``(normalized_shape,)``."""
+        (d,) = sizes
+        return self.weight[:d], None if self.bias is None else self.bias[:d]
+
     def active_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias of the active subnet."""
-        d = current_int(self.normalized_shape, "normalized_shape")
-        return self.weight[:d], None if self.bias is None else self.bias[:d]
+        return self.sliced((current_int(self.normalized_shape, "normalized_shape"),))
+
+    def _norm(self, x: torch.Tensor, sizes: Sequence[int], params: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        (d,) = sizes
+        return F.layer_norm(x[..., :d], (d,), params[0], params[1], self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = mix_plan(self, (self.normalized_shape,), "LayerNorm normalized_shape")
-        if plan is not None:
-            return self._mixed_forward(x, plan)
-        w, b = self.active_weights()
-        _check_dim(x, -1, w.shape[0], "LayerNorm", "normalized_shape")
-        return F.layer_norm(x, (w.shape[0],), w, b, self.eps)
-
-    def _mixed_forward(self, x: torch.Tensor, plan: MixPlan) -> torch.Tensor:
+        if plan is None:
+            w, b = self.active_weights()
+            _check_dim(x, -1, w.shape[0], "LayerNorm", "normalized_shape")
+            return self._norm(x, w.shape, (w, b))
         # The statistics of a LayerNorm depend on how many features are active, so no single mixed weight
         # reproduces the mixture: compute the exact mixture of the normalised prefixes, sum_d w_d pad(LN_d(x[:d])),
         # whose affine part is the superposed weight/bias. With one-hot weights it equals the sliced LayerNorm.
-        (d_max,) = plan.sizes
-        _check_dim(x, -1, d_max, "LayerNorm (superposed)", "normalized_shape")
-        scale = plan.scale(x.device)
-        if not plan.mixed:
-            w, b = self.weight[:d_max], None if self.bias is None else self.bias[:d_max]
-            return F.layer_norm(x, (d_max,), _scaled(w, scale), _scaled(b, scale), self.eps)
-        out = 0
-        for (d,), p in plan.groups((0,), x.device):
-            b = None if self.bias is None else self.bias[:d]
-            out = out + p * _pad_last(F.layer_norm(x[..., :d], (d,), self.weight[:d], b, self.eps), d_max)
-        return _scaled(out, scale)
+        _check_dim(x, -1, plan.sizes[0], "LayerNorm (superposed)", "normalized_shape")
+        return superposed(
+            plan,
+            x.device,
+            self.sliced,
+            (((0,), None), ((0,), None)),
+            lambda sizes, params: self._norm(x, sizes, params),
+            lambda y, sizes: pad_last(y, sizes[0]),
+            exact=True,
+        )
 
     def extract(self) -> nn.LayerNorm:
         w, b = self.active_weights()
@@ -629,6 +377,8 @@ class LayerNorm(Searchable):
 
 class Embedding(Searchable):
     """``nn.Embedding`` whose embedding dim may be a choice (slices ``weight[:, :dim]``)."""
+
+    value_kinds: ClassVar[dict[str, Kind]] = {"embedding_dim": "width"}
 
     def __init__(self, num_embeddings: int, embedding_dim: Size) -> None:
         super().__init__()
@@ -644,18 +394,16 @@ class Embedding(Searchable):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         plan = mix_plan(self, (self.embedding_dim,), "Embedding dim")
-        if plan is not None:
-            (d_max,) = plan.sizes
-            if plan.mixed and plan.mode == "outputs":
-                out = 0
-                for (d,), p in plan.groups((0,), idx.device):
-                    out = out + p * _pad_last(F.embedding(idx, self.weight[:, :d]), d_max)
-                return _scaled(out, plan.scale(idx.device))
-            w = self.weight[:, :d_max]
-            if plan.mixed:
-                w = w * plan.mask((None, 0), None, idx.device)
-            return F.embedding(idx, _scaled(w, plan.scale(idx.device)))
-        return F.embedding(idx, self.active_weights())
+        if plan is None:
+            return F.embedding(idx, self.active_weights())
+        return superposed(
+            plan,
+            idx.device,
+            lambda sizes: (self.weight[:, : sizes[0]],),
+            (((None, 0), None),),
+            lambda sizes, params: F.embedding(idx, params[0]),
+            lambda y, sizes: pad_last(y, sizes[0]),
+        )
 
     def extract(self) -> nn.Embedding:
         w = self.active_weights()
@@ -666,6 +414,8 @@ class Embedding(Searchable):
 
 class PositionalEmbedding(Searchable):
     """A learned position embedding added to ``(batch, length, dim)`` inputs; dim may be a choice."""
+
+    value_kinds: ClassVar[dict[str, Kind]] = {"dim": "width"}
 
     def __init__(self, length: int, dim: Size) -> None:
         super().__init__()
@@ -685,32 +435,31 @@ class PositionalEmbedding(Searchable):
         if t > self.length:
             raise ValueError(f"sequence length {t} exceeds the {self.length} learned positions")
         plan = mix_plan(self, (self.dim,), "PositionalEmbedding dim")
-        if plan is not None:
-            (d_max,) = plan.sizes
-            _check_dim(x, -1, d_max, "PositionalEmbedding (superposed)", "dim")
-            scale = plan.scale(x.device)
-            if plan.mixed and plan.mode == "outputs":
-                out = 0
-                for (d,), p in plan.groups((0,), x.device):
-                    out = out + p * _pad_last(x[..., :d] + self.weight[:t, :d], d_max)
-                return _scaled(out, scale)
-            w = self.weight[:t, :d_max]
-            if plan.mixed:
-                w = w * plan.mask((None, 0), None, x.device)
-            return x + _scaled(w, scale)
-        w = self.active_weights()
-        _check_dim(x, -1, w.shape[1], "PositionalEmbedding", "dim")
-        return x + w[:t]
+        if plan is None:
+            w = self.active_weights()
+            _check_dim(x, -1, w.shape[1], "PositionalEmbedding", "dim")
+            return x + w[:t]
+        _check_dim(x, -1, plan.sizes[0], "PositionalEmbedding (superposed)", "dim")
+        return superposed(
+            plan,
+            x.device,
+            lambda sizes: (self.weight[:t, : sizes[0]],),
+            (((None, 0), None),),
+            lambda sizes, params: x[..., : sizes[0]] + params[0],
+            lambda y, sizes: pad_last(y, sizes[0]),
+        )
 
-    def extract(self) -> plain.PositionalEmbedding:
+    def extract(self) -> blocks.PositionalEmbedding:
         w = self.active_weights()
-        out = plain.PositionalEmbedding(w.shape[0], w.shape[1])
+        out = blocks.PositionalEmbedding(w.shape[0], w.shape[1])
         out.weight = copy_param(w)
         return out
 
 
 class ClassToken(Searchable):
     """A learned class token prepended to ``(batch, length, dim)`` inputs; dim may be a choice."""
+
+    value_kinds: ClassVar[dict[str, Kind]] = {"dim": "width"}
 
     def __init__(self, dim: Size) -> None:
         super().__init__()
@@ -727,26 +476,30 @@ class ClassToken(Searchable):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = mix_plan(self, (self.dim,), "ClassToken dim")
-        if plan is not None:
-            (d_max,) = plan.sizes
-            _check_dim(x, -1, d_max, "ClassToken (superposed)", "dim")
-            w = self.weight[:, :, :d_max]
-            if plan.mixed:
-                w = w * plan.mask((None, None, 0), None, x.device)
-            w = _scaled(w, plan.scale(x.device))
-            return torch.cat([w.expand(x.shape[0], -1, -1), x], dim=1)
-        w = self.active_weights()
-        _check_dim(x, -1, w.shape[-1], "ClassToken", "dim")
+        if plan is None:
+            w = self.active_weights()
+            _check_dim(x, -1, w.shape[-1], "ClassToken", "dim")
+        else:
+            _check_dim(x, -1, plan.sizes[0], "ClassToken (superposed)", "dim")
+            # Only the token is mixed: the inputs pass through whatever the mixture weights sum to.
+            w = superposed(
+                plan,
+                x.device,
+                lambda sizes: (self.weight[:, :, : sizes[0]],),
+                (((None, None, 0), None),),
+                lambda sizes, params: params[0],
+                lambda y, sizes: pad_last(y, sizes[0]),
+            )
         return torch.cat([w.expand(x.shape[0], -1, -1), x], dim=1)
 
-    def extract(self) -> plain.ClassToken:
+    def extract(self) -> blocks.ClassToken:
         w = self.active_weights()
-        out = plain.ClassToken(w.shape[-1])
+        out = blocks.ClassToken(w.shape[-1])
         out.weight = copy_param(w)
         return out
 
 
-def attention(embed_dim: Size, num_heads: Size, head_dim: int, causal: bool, bias: bool = True) -> plain.SelfAttention:
+def attention(embed_dim: Size, num_heads: Size, head_dim: int, causal: bool, bias: bool = True) -> blocks.SelfAttention:
     """Entangled multi-head self-attention: q/k/v project ``embed_dim -> num_heads * head_dim``.
 
     Head size is fixed; the number of heads selects a prefix of heads in q, k, v and the output
@@ -754,4 +507,4 @@ def attention(embed_dim: Size, num_heads: Size, head_dim: int, causal: bool, bia
     """
     width = num_heads * head_dim
     q, k, v = (Linear(embed_dim, width, bias) for _ in range(3))
-    return plain.SelfAttention(q, k, v, Linear(width, embed_dim, bias), head_dim=head_dim, causal=causal)
+    return blocks.SelfAttention(q, k, v, Linear(width, embed_dim, bias), head_dim=head_dim, causal=causal)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..plain import Zero
+from ..blocks import Zero
 from ..space import Choice, InvalidOptionError, LayerChoice, MissingDecisionError, SuperModule, UnknownDecisionError
 from .registry import register_space
 

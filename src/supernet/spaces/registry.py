@@ -31,10 +31,9 @@ from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from ..registry import Registry, UnknownNameError
 from ..space import SuperModule
 from ..training.config import ConfigError, bool_for_number
-
-SPACES: dict[str, Callable[..., SuperModule]] = {}
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -44,38 +43,52 @@ class SpaceError(ConfigError):
     """A space name or its keyword arguments are wrong; the message names the space (and the keyword)."""
 
 
-class UnknownSpaceError(SpaceError, KeyError):
+class UnknownSpaceError(SpaceError, UnknownNameError):
     """No space has this name (also a `KeyError`, for code that treats it as a failed lookup)."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""
 
 
+def _check_space_name(name: object) -> None:
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"a space name must be a non-empty string without ':', got {name!r}")
+
+
+def _space_builder(name: str, factory: Callable[..., SuperModule]) -> Callable[..., SuperModule]:
+    """What `SPACES` stores for a factory: a function that calls it, checks the result is a `SuperModule`, reports
+    a failure of the factory as a `SpaceError` naming the space, and records ``spec`` on the space."""
+    _check_space_name(name)
+    if not callable(factory):
+        raise TypeError(f"@register_space({name!r}) needs a function that returns a SuperModule, got {factory!r}")
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> SuperModule:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        space = _call(name, factory, bound)
+        space.spec = {"space": name, "kwargs": _recorded(signature, bound)}
+        return space
+
+    build.__supernet_space__ = name  # type: ignore[attr-defined]
+    return build
+
+
+SPACES: Registry[Callable[..., SuperModule]] = Registry("space", prepare=_space_builder, replace=True)
+"""Every registered space factory by name (the ready ones register when `supernet.spaces` imports their files).
+Registering a taken name replaces the space, so re-running a notebook cell works."""
+
+
 def register_space(name: str) -> Callable[[Callable[..., SuperModule]], Callable[..., SuperModule]]:
     """Register a space factory under ``name``; the space it returns records ``spec`` to be rebuilt.
 
     The registered function checks that the factory returns a `SuperModule`, and reports a failure of the
-    factory (a bad value: an empty option list, a negative size) as a `SpaceError` naming the space.
+    factory (a bad value: an empty option list, a negative size) as a `SpaceError` naming the space. The first
+    line of the factory's docstring describes the space in ``supernet info``.
     """
-    if not isinstance(name, str) or not name or ":" in name:
-        raise ValueError(f"a space name must be a non-empty string without ':', got {name!r}")
-
-    def wrap(factory: Callable[..., SuperModule]) -> Callable[..., SuperModule]:
-        signature = inspect.signature(factory)
-
-        @functools.wraps(factory)
-        def build(*args: Any, **kwargs: Any) -> SuperModule:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            space = _call(name, factory, bound)
-            space.spec = {"space": name, "kwargs": _recorded(signature, bound)}
-            return space
-
-        build.__supernet_space__ = name  # type: ignore[attr-defined]
-        SPACES[name] = build
-        return build
-
-    return wrap
+    _check_space_name(name)
+    return SPACES.register(name)
 
 
 def _call(name: str, factory: Callable[..., Any], bound: inspect.BoundArguments) -> SuperModule:

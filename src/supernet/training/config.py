@@ -41,8 +41,22 @@ def format_validation_error(err: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
-def validate_model(model: type[BaseModel], data: Mapping[str, Any] | BaseModel | None, where: str) -> Any:
-    """``model.model_validate(data)`` that raises `ConfigError` naming the bad key and listing allowed keys."""
+RECORDED: dict[str, Any] = {"recorded": True}
+"""Validation context of a config read back from an earlier run's files (``validate_model(..., context=RECORDED)``):
+its strategy name need not be registered in this process (a plug-in that is not imported here), since rebuilding
+the trained supernet does not need the strategy."""
+
+
+def validate_model(
+    model: type[BaseModel],
+    data: Mapping[str, Any] | BaseModel | None,
+    where: str,
+    context: Mapping[str, Any] | None = None,
+) -> Any:
+    """``model.model_validate(data)`` that raises `ConfigError` naming the bad key and listing allowed keys.
+
+    ``context`` is passed to the validators (`RECORDED` for a config an earlier run wrote).
+    """
     if isinstance(data, model):
         return data
     if data is None:
@@ -52,7 +66,7 @@ def validate_model(model: type[BaseModel], data: Mapping[str, Any] | BaseModel |
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate(dict(data), context=dict(context) if context is not None else None)
     except ValidationError as err:
         msg = format_validation_error(err, where)
         for e in err.errors():
@@ -203,6 +217,20 @@ class TrainConfig(NoBoolNumbers):
     eval_batches: PositiveInt = 8
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     progress: bool = True
+
+    @field_validator("strategy")
+    @classmethod
+    def _registered_strategy(cls, v: str, info: ValidationInfo) -> str:
+        if (info.context or {}).get("recorded"):
+            return v
+        from .strategies.base import STRATEGIES
+
+        if v not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {v!r}; expected one of {', '.join(STRATEGIES)} (a strategy of your own is "
+                "registered with @supernet.training.register_strategy in a module the config lists under plugins:)"
+            )
+        return v
 
     @field_validator("betas")
     @classmethod

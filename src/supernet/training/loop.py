@@ -16,7 +16,7 @@ from torch import nn
 
 from .. import files
 from ..device import resolve_device
-from ..seeding import seed_everything
+from ..seeding import restart_seed, seed_everything
 from ..space import SuperModule
 from . import checkpoint as ck
 from .config import TrainConfig, validate_model
@@ -24,7 +24,7 @@ from .context import TouchAll, TrainContext
 from .distributed import DistInfo, barrier, setup_distributed
 from .evaluate import evaluate_many
 from .kinds import decision_kinds
-from .strategies import Strategy, make_strategy
+from .strategies import StepOutput, Strategy, make_strategy
 from .tasks import Task, check_fits, make_task
 
 
@@ -189,6 +189,53 @@ def train(
     config = _resolve_config(config)
     if not isinstance(space, SuperModule):
         raise TypeError(f"space must be a SuperModule, got {type(space).__name__}")
+    strat = _resolve_strategy(strategy, config)
+    if resume and run_dir is None:
+        raise ValueError("resume=True needs a run_dir to resume from")
+    session = _prepare(space, data, strat, config, Path(run_dir) if run_dir is not None else None, device, resume)
+    start = _resume(session, pipeline)
+    run = Run(space, config, strat, session.task, session.run_dir, start, [], [], None, space.spec)
+    if session.run_dir is not None:
+        run.history = [r for r in files.read_jsonl(session.run_dir / ck.METRICS) if int(r.get("step", 0)) <= start]
+    _run_steps(session, run, start)
+    _finish(session, run)
+    return run
+
+
+# ---------------------------------------------------------------- the steps of `train`
+
+
+@dataclass
+class _Session:
+    """What the steps of one `train` call share."""
+
+    space: SuperModule
+    model: nn.Module  # the space, or its DDP wrapper
+    wrapper: TouchAll | None  # what DDP wraps (None without DDP)
+    optimizer: torch.optim.Optimizer
+    strat: Strategy
+    ctx: TrainContext
+    config: TrainConfig
+    task: Task
+    info: DistInfo
+    device: torch.device
+    run_dir: Path | None
+    checkpoint: Path | None  # the checkpoint to resume from
+    segments: list[int] | None  # the learning-rate schedule's segments
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run directory (rank 0 of a run with a directory)."""
+        return self.run_dir is not None and self.info.is_main
+
+    def path(self, name: str = "") -> Path:
+        """``run_dir / name`` (only for runs with a directory)."""
+        assert self.run_dir is not None
+        return self.run_dir / name if name else self.run_dir
+
+
+def _resolve_strategy(strategy: str | Strategy | None, config: TrainConfig) -> Strategy:
+    """The strategy instance (a name, an instance, or None for ``config.strategy``); records it in ``config``."""
     if isinstance(strategy, str) or strategy is None:
         name = strategy or config.strategy
         if name != config.strategy and config.strategy_options and "strategy" in config.model_fields_set:
@@ -198,17 +245,19 @@ def train(
             )
         strat = make_strategy(name, config.strategy_options)
         config.strategy = name
-        config.strategy_options = strat.options.model_dump(mode="json")
     else:
         strat = make_strategy(strategy)
         config.strategy = strat.name
-        config.strategy_options = strat.options.model_dump(mode="json")
-    if resume and run_dir is None:
-        raise ValueError("resume=True needs a run_dir to resume from")
-    run_path = Path(run_dir) if run_dir is not None else None
+    config.strategy_options = strat.options.model_dump(mode="json")
+    return strat
 
-    dev = resolve_device(device)
-    info, dev = setup_distributed(dev)
+
+def _prepare(
+    space: SuperModule, data: Any, strat: Strategy, config: TrainConfig, run_dir: Path | None,
+    device: str | torch.device, resume: bool,
+) -> _Session:
+    """Devices and DDP, determinism and seeding, the task, the checks, the model, optimizer and strategy context."""
+    info, dev = setup_distributed(resolve_device(device))
     if config.batch_size % info.world_size:
         raise ValueError(
             f"batch_size={config.batch_size} must divide evenly over {info.world_size} processes (it is the "
@@ -222,10 +271,10 @@ def train(
     task = make_task(data, block_size=block, seed=config.seed)
     check_fits(space, task)
 
-    ckpt_path = ck.latest_checkpoint(run_path) if run_path is not None else None
-    if ckpt_path is not None and not resume:
+    checkpoint = ck.latest_checkpoint(run_dir) if run_dir is not None else None
+    if checkpoint is not None and not resume:
         raise FileExistsError(
-            f"{run_path} already holds a run (checkpoint {ckpt_path.name}): resume it (resume=True; on the command "
+            f"{run_dir} already holds a run (checkpoint {checkpoint.name}): resume it (resume=True; on the command "
             "line --resume) or choose another run directory; nothing was written"
         )
 
@@ -243,105 +292,146 @@ def train(
         space, model, task, config, strat.options, dev, decision_kinds(space), info.rank, info.world_size,
         _amp_dtype(config, dev),
     )
-    ctx.run_dir = run_path
+    ctx.run_dir = run_dir
     strat.setup(ctx)
-
     segments = strat.schedule_segments(ctx)
-    start = 0
-    if ckpt_path is not None:
-        start = _restore(ckpt_path, space, optimizer, strat, ctx, config, info, dev)
-        ck.truncate_metrics(run_path / ck.METRICS, start) if info.is_main else None
-    if run_path is not None and info.is_main:
-        _write_run_json(run_path, space, strat, config, task, start, "running", None, None)
-        if pipeline is not None:
-            files.write_json(run_path / ck.PIPELINE_JSON, dict(pipeline))
-    barrier(info)
+    return _Session(
+        space, model, wrapper, optimizer, strat, ctx, config, task, info, dev, run_dir, checkpoint, segments
+    )
 
-    run = Run(space, config, strat, task, run_path, start, [], [], None, space.spec)
-    if run_path is not None:
-        run.history = [r for r in files.read_jsonl(run_path / ck.METRICS) if int(r.get("step", 0)) <= start]
-    bar = _Progress(config.progress and info.is_main, config.steps, start, f"train {strat.name}")
-    pending: list[Any] = []
-    t_last, steps_since = time.perf_counter(), 0
+
+def _resume(s: _Session, pipeline: Mapping[str, Any] | None) -> int:
+    """Restore the latest checkpoint (if any) and record the run as running; returns the step to start from."""
+    start = 0
+    if s.checkpoint is not None:
+        start = _restore(s, s.checkpoint)
+        if s.info.is_main:
+            ck.truncate_metrics(s.path(ck.METRICS), start)
+    if s.writes:
+        _write_run_json(s, start, "running")
+        if pipeline is not None:
+            files.write_json(s.path(ck.PIPELINE_JSON), dict(pipeline))
+    barrier(s.info)
+    return start
+
+
+def _run_steps(s: _Session, run: Run, start: int) -> None:
+    """Steps ``start .. config.steps - 1``: train, log every ``log_every``, checkpoint every ``checkpoint_every``."""
+    config = s.config
+    log = _Logger(s, run, start)
     try:
         for step in range(start, config.steps):
-            ctx.step = step
-            lr = lr_at(step, config, segments)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            if wrapper is not None:
-                wrapper.reset_usage()
-            out = strat.step(ctx, ctx.train_batch())
-            if not out.archs:
-                raise RuntimeError(f"strategy {strat.name!r} ran no arch in step {step}")
-            if wrapper is not None:
-                for p in wrapper.unused_parameters():
-                    p.grad = None
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(space.parameters(), config.grad_clip)
-            optimizer.step()
+            out, lr = _train_step(s, step)
             done = step + 1
-            pending.append(out.loss)
-            steps_since += 1
-            bar.update()
-            if done % config.log_every == 0 or done == config.steps:
-                losses = _mean_losses(pending, info, dev)
-                run.losses.extend(losses)
-                pending = []
-                now = time.perf_counter()
-                record: dict[str, Any] = {
-                    "step": done,
-                    "loss": sum(losses) / len(losses),
-                    "lr": lr,
-                    "samples_per_s": steps_since * config.batch_size / max(now - t_last, 1e-9),
-                    "archs_per_step": len(out.archs),
-                }
-                record.update({k: _to_float(v) for k, v in out.metrics.items()})
-                t_last, steps_since = now, 0
-                if config.eval_every and (done % config.eval_every == 0 or done == config.steps):
-                    res = evaluate_many(
-                        space, [space.max_arch(), space.min_arch()], task, max_batches=config.eval_batches, device=dev
-                    )
-                    record["val_loss_max"], record["val_loss_min"] = res[0]["loss"], res[1]["loss"]
-                    space.train()
-                run.history.append(record)
-                bar.show(record)
-                if run_path is not None and info.is_main:
-                    files.append_jsonl(run_path / ck.METRICS, record)
-            if run_path is not None and (
+            log.step_done(done, lr, out)
+            if s.run_dir is not None and (
                 (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps
             ):
-                if info.is_main:
-                    _save(run_path, done, space, optimizer, strat, ctx, config)
-                barrier(info)
+                if s.info.is_main:
+                    _save(s, done)
+                barrier(s.info)
             run.step = done
     finally:
-        bar.close()
-        if wrapper is not None:
-            wrapper.close()
-    run.final_arch = strat.final_arch(ctx)
-    if run_path is not None and info.is_main:
-        files.write_tensors(run_path / ck.FINAL_WEIGHTS, space.state_dict(), metadata={"step": str(run.step)})
-        _write_run_json(run_path, space, strat, config, task, run.step, "done", run.final_arch, run.metrics)
-    barrier(info)
-    return run
+        log.close()
+        if s.wrapper is not None:
+            s.wrapper.close()
+
+
+def _train_step(s: _Session, step: int) -> tuple[StepOutput, float]:
+    """One optimizer step of the strategy at 0-based ``step``; returns its output and the learning rate."""
+    s.ctx.step = step
+    lr = lr_at(step, s.config, s.segments)
+    for g in s.optimizer.param_groups:
+        g["lr"] = lr
+    s.optimizer.zero_grad(set_to_none=True)
+    if s.wrapper is not None:
+        s.wrapper.reset_usage()
+    out = s.strat.step(s.ctx, s.ctx.train_batch())
+    if not out.archs:
+        raise RuntimeError(f"strategy {s.strat.name!r} ran no arch in step {step}")
+    if s.wrapper is not None:
+        for p in s.wrapper.unused_parameters():
+            p.grad = None
+    if s.config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(s.space.parameters(), s.config.grad_clip)
+    s.optimizer.step()
+    return out, lr
+
+
+def _finish(s: _Session, run: Run) -> None:
+    """The strategy's final arch; the final weights and ``run.json`` marked done."""
+    run.final_arch = s.strat.final_arch(s.ctx)
+    if s.writes:
+        files.write_tensors(s.path(ck.FINAL_WEIGHTS), s.space.state_dict(), metadata={"step": str(run.step)})
+        _write_run_json(s, run.step, "done", run.final_arch, run.metrics)
+    barrier(s.info)
+
+
+class _Logger:
+    """Every ``log_every`` steps: a record of the rank-averaged loss, learning rate, throughput and the strategy's
+    metrics (and, every ``eval_every`` steps, the max/min archs' val loss), kept in ``run.history`` and appended to
+    ``metrics.jsonl``; a progress bar on rank 0."""
+
+    def __init__(self, s: _Session, run: Run, start: int) -> None:
+        self.s, self.run = s, run
+        self.bar = _Progress(s.config.progress and s.info.is_main, s.config.steps, start, f"train {s.strat.name}")
+        self.pending: list[Any] = []
+        self.t_last, self.steps_since = time.perf_counter(), 0
+
+    def step_done(self, done: int, lr: float, out: StepOutput) -> None:
+        """Account for a finished step (``done`` steps in all); log when it is time."""
+        s, config = self.s, self.s.config
+        self.pending.append(out.loss)
+        self.steps_since += 1
+        self.bar.update()
+        if not (done % config.log_every == 0 or done == config.steps):
+            return
+        losses = _mean_losses(self.pending, s.info, s.device)
+        self.run.losses.extend(losses)
+        self.pending = []
+        now = time.perf_counter()
+        record: dict[str, Any] = {
+            "step": done,
+            "loss": sum(losses) / len(losses),
+            "lr": lr,
+            "samples_per_s": self.steps_since * config.batch_size / max(now - self.t_last, 1e-9),
+            "archs_per_step": len(out.archs),
+        }
+        record.update({k: _to_float(v) for k, v in out.metrics.items()})
+        self.t_last, self.steps_since = now, 0
+        if config.eval_every and (done % config.eval_every == 0 or done == config.steps):
+            res = evaluate_many(
+                s.space, [s.space.max_arch(), s.space.min_arch()], s.task, max_batches=config.eval_batches,
+                device=s.device,
+            )
+            record["val_loss_max"], record["val_loss_min"] = res[0]["loss"], res[1]["loss"]
+            s.space.train()
+        self.run.history.append(record)
+        self.bar.show(record)
+        if s.writes:
+            files.append_jsonl(s.path(ck.METRICS), record)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ---------------------------------------------------------------- run.json and checkpoints
 
 
 def _write_run_json(
-    run_dir: Path, space: SuperModule, strat: Strategy, config: TrainConfig, task: Task, step: int, status: str,
-    final_arch: dict[str, Any] | None, metrics: dict[str, Any] | None,
+    s: _Session, step: int, status: str, final_arch: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> None:
     files.write_json(
-        run_dir / ck.RUN_JSON,
+        s.path(ck.RUN_JSON),
         {
             "format": ck.RUN_FORMAT,
             "version": ck.RUN_VERSION,
-            "space": space.spec,
-            "choices": {k: list(v) for k, v in space.choices.items()},
-            "strategy": strat.describe(),
-            "config": config.to_json(),
-            "task": task.describe(),
+            "space": s.space.spec,
+            "choices": {k: list(v) for k, v in s.space.choices.items()},
+            "strategy": s.strat.describe(),
+            "config": s.config.to_json(),
+            "task": s.task.describe(),
             "status": status,
             "step": step,
             "final_arch": final_arch,
@@ -351,53 +441,52 @@ def _write_run_json(
     )
 
 
-def _save(run_dir: Path, step: int, space: SuperModule, optimizer: torch.optim.Optimizer, strat: Strategy,
-          ctx: TrainContext, config: TrainConfig) -> None:
-    tensors, optim_json = ck.optimizer_to_parts(optimizer)
-    tensors.update({f"strategy.{k}": v for k, v in strat.tensor_state().items()})
+def _save(s: _Session, step: int) -> None:
+    tensors, optim_json = ck.optimizer_to_parts(s.optimizer)
+    tensors.update({f"strategy.{k}": v for k, v in s.strat.tensor_state().items()})
     tensors["rng.torch"] = torch.get_rng_state()
-    if ctx.device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(ctx.device)
-    for name, gen in ctx.generators():
+    if s.ctx.device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(s.ctx.device)
+    for name, gen in s.ctx.generators():
         tensors[f"rng.{name}"] = gen.get_state()
     state = {
         "step": step,
-        "config": config.to_json(),
-        "strategy": strat.describe(),
-        "strategy_state": strat.state_dict(),
+        "config": s.config.to_json(),
+        "strategy": s.strat.describe(),
+        "strategy_state": s.strat.state_dict(),
         "optimizer": optim_json,
-        "schedule": {"kind": config.schedule, "segments": strat.schedule_segments(ctx)},
-        "rng": {"python": ck.python_rng_state(), "numpy": ck.numpy_rng_state(), "arch": ck.python_rng_state(ctx.rng)},
-        "world_size": ctx.world_size,
+        "schedule": {"kind": s.config.schedule, "segments": s.strat.schedule_segments(s.ctx)},
+        "rng": {"python": ck.python_rng_state(), "numpy": ck.numpy_rng_state(), "arch": ck.python_rng_state(s.ctx.rng)},
+        "world_size": s.ctx.world_size,
     }
-    ck.save_checkpoint(run_dir, step, space.state_dict(), tensors, state, keep=config.keep_checkpoints)
+    ck.save_checkpoint(s.path(), step, s.space.state_dict(), tensors, state, keep=s.config.keep_checkpoints)
 
 
-def _restore(path: Path, space: SuperModule, optimizer: torch.optim.Optimizer, strat: Strategy, ctx: TrainContext,
-             config: TrainConfig, info: DistInfo, dev: torch.device) -> int:
-    weights, tensors, state = ck.load_checkpoint(path, dev)
+def _restore(s: _Session, path: Path) -> int:
+    weights, tensors, state = ck.load_checkpoint(path, s.device)
+    strat, ctx = s.strat, s.ctx
     saved = state.get("strategy", {}).get("name")
     if saved != strat.name:
         raise ValueError(f"{path} was trained with strategy {saved!r}; cannot resume it with {strat.name!r}")
-    missing, unexpected = space.load_state_dict(weights, strict=False)
+    missing, unexpected = s.space.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise ValueError(
             f"checkpoint {path} does not fit this space: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
-    ck.optimizer_from_parts(optimizer, tensors, state["optimizer"])
+    ck.optimizer_from_parts(s.optimizer, tensors, state["optimizer"])
     strat.load_state_dict(state.get("strategy_state", {}))
     strat.load_tensor_state({k[len("strategy.") :]: v for k, v in tensors.items() if k.startswith("strategy.")})
     ck.set_python_rng_state(state["rng"]["arch"], ctx.rng)
     for name, gen in ctx.generators():
         gen.set_state(tensors[f"rng.{name}"])
-    if info.rank == 0:
+    if s.info.rank == 0:
         ck.set_python_rng_state(state["rng"]["python"])
         ck.set_numpy_rng_state(state["rng"]["numpy"])
         torch.set_rng_state(tensors["rng.torch"])
-        if dev.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
+        if s.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], s.device)
     else:  # other ranks: fresh but reproducible streams (only dropout-like randomness uses them)
-        seed_everything(config.seed + info.rank + 7919 * int(state["step"]))
+        seed_everything(restart_seed(s.config.seed, s.info.rank, int(state["step"])))
     return int(state["step"])
 
 

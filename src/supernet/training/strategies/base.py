@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from ...registry import Registry
 from ..config import validate_model
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class StepOutput:
 
 
 class Strategy:
-    """Base class of training strategies (one file per strategy under ``supernet/train/strategies``).
+    """Base class of training strategies (one file per strategy under ``supernet/training/strategies``).
 
     A strategy decides which arch(s) run in each step and how their losses combine. ``step`` does the
     forward and backward passes through ``ctx.forward`` / ``ctx.backward``; the loop then all-reduces
@@ -96,36 +97,33 @@ class Strategy:
         return {"name": self.name, "options": self.options.model_dump(mode="json")}
 
 
-STRATEGIES: dict[str, type[Strategy]] = {}
+def _bind_name(name: str, cls: type[Strategy]) -> type[Strategy]:
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise TypeError(f"@register_strategy({name!r}) needs a Strategy subclass, got {cls!r}")
+    cls.name = name
+    return cls
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", prepare=_bind_name)
+"""Every training strategy by name. The built-in ones register when `supernet.training.strategies` is imported,
+the differentiable ones (``darts``, ``gdas``, ``drnas``) when `supernet.gradient` is (``import supernet`` does)."""
 
 
 def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
-    """Class decorator: register a `Strategy` subclass under ``name`` (sets ``cls.name``)."""
+    """Class decorator: register a `Strategy` subclass as a training strategy under ``name`` (sets ``cls.name``).
 
-    def wrap(cls: type[Strategy]) -> type[Strategy]:
-        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-            raise TypeError(f"@register_strategy({name!r}) needs a Strategy subclass, got {cls!r}")
-        if name in STRATEGIES and STRATEGIES[name] is not cls:
-            raise ValueError(f"a strategy named {name!r} is already registered ({STRATEGIES[name].__name__})")
-        cls.name = name
-        STRATEGIES[name] = cls
-        return cls
-
-    return wrap
+    The first line of the class docstring is its description in ``supernet train --help`` and ``supernet info``.
+    """
+    return STRATEGIES.register(name)
 
 
 def get_strategy(name: str) -> type[Strategy]:
-    """The strategy class registered under ``name`` (imports the gradient package lazily if needed)."""
-    if name not in STRATEGIES:
-        try:  # gradient strategies (issue 4) register themselves when their package is imported
-            import importlib
+    """The strategy class registered under ``name``.
 
-            importlib.import_module("supernet.gradient")
-        except ImportError:
-            pass
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(sorted(STRATEGIES))}")
-    return STRATEGIES[name]
+    Raises:
+        UnknownNameError: (a ``ValueError`` and a ``KeyError``) listing the registered strategies.
+    """
+    return STRATEGIES.get(name)
 
 
 def make_strategy(strategy: str | Strategy, options: Mapping[str, Any] | None = None) -> Strategy:

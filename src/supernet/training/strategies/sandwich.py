@@ -27,7 +27,10 @@ class SandwichOptions(StrategyOptions):
 
 @register_strategy("sandwich")
 class Sandwich(Strategy):
-    """Max + min + ``num_random`` random archs per step; max from labels, the rest distilled from max."""
+    """BigNAS sandwich rule: max, min and random archs per step, the others distilled in place from the max.
+
+    Max + min + ``num_random`` random archs per step; max from labels, the rest distilled from max.
+    """
 
     Options = SandwichOptions
 

@@ -10,7 +10,7 @@ from .base import StepOutput, Strategy, register_strategy
 
 @register_strategy("uniform")
 class Uniform(Strategy):
-    """Each step trains one arch drawn uniformly from the space (every decision independently uniform)."""
+    """SPOS: each step trains one arch drawn uniformly at random (every decision independently uniform)."""
 
     def step(self, ctx: TrainContext, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
         x, y = batch
