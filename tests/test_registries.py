@@ -231,7 +231,7 @@ def test_unknown_names_list_the_registered_ones() -> None:
 
 
 def test_a_recorded_config_may_name_a_strategy_that_is_not_registered_here() -> None:
-    from supernet.training.config import RECORDED, validate_model
+    from supernet.validation import RECORDED, validate_model
 
     config = validate_model(TrainConfig, {"strategy": "from_a_plugin"}, "run.json: config", context=RECORDED)
     assert config.strategy == "from_a_plugin"

@@ -11,7 +11,8 @@ from torch import nn
 
 import supernet as sn
 from supernet.cli import main
-from supernet.config import DataConfig, PipelineConfig
+from supernet.config import PipelineConfig
+from supernet.data.config import DataConfig
 from supernet.spaces import SpaceError, build_space, check_space_kwargs
 from supernet.training import ClassificationTask, ConfigError, TrainConfig, make_task
 from supernet.training.tasks import check_fits

@@ -29,8 +29,7 @@ from .space import (
     derived,
 )
 from .training import train
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name: str) -> object:

@@ -18,10 +18,11 @@ An unknown key or a wrong type raises `ConfigError` naming the key (``search.tra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
+from .data.config import DataConfig
 from .files import FileFormatError, read_json
 from .searching.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .searching.objectives import (
@@ -32,19 +33,12 @@ from .searching.objectives import (
     parse_constraints,
     parse_objectives,
 )
-from .training.checkpoint import PIPELINE_JSON, read_run_json
-from .training.config import ConfigError, NoBoolNumbers, TrainConfig, validate_model
-
-SHAKESPEARE_CHARS = 1_115_394
-
-
-class _Strict(NoBoolNumbers):
-    """Base of the pipeline's sections: unknown keys, booleans for numbers and inf/nan are errors."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+from .training.checkpoint import PIPELINE_JSON
+from .training.config import TrainConfig
+from .validation import ConfigError, Strict, validate_model
 
 
-class SpaceConfig(_Strict):
+class SpaceConfig(Strict):
     """A space by name and its keyword arguments.
 
     ``name`` is a ready or registered space (``supernet info`` lists them) or ``module:function``, a function
@@ -75,24 +69,6 @@ class SpaceConfig(_Strict):
         return v
 
 
-class DataConfig(_Strict):
-    """The dataset: ``shakespeare`` (embedded), ``text`` (a text file), ``digits`` or ``images`` (a tarball)."""
-
-    name: Literal["shakespeare", "text", "digits", "images"] = "shakespeare"
-    path: str | None = None
-    val_fraction: float | None = Field(None, gt=0, lt=1)
-    size: PositiveInt | None = None
-    subset: PositiveInt | None = None
-    seed: int = Field(0, ge=0)
-
-    @field_validator("path")
-    @classmethod
-    def _nonempty(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("expected a file path, got an empty string")
-        return v
-
-
 def _check_constraints(cls: type, v: Any) -> Any:
     """Accept one constraint string or a list; fail at once on one that does not parse, names a metric the
     search of a run does not measure, or that no arch can meet (``loss <= 0``)."""
@@ -105,7 +81,7 @@ def _check_constraints(cls: type, v: Any) -> Any:
     return v
 
 
-class SearchConfig(_Strict):
+class SearchConfig(Strict):
     """Settings of ``supernet search`` (see `supernet.searching.search`).
 
     ``algorithm`` names a search algorithm of `supernet.searching.ALGORITHMS`. The deprecated key ``strategy`` is
@@ -149,7 +125,7 @@ class SearchConfig(_Strict):
         return v
 
 
-class ExportConfig(_Strict):
+class ExportConfig(Strict):
     """Which arch to export and where: ``best`` (under ``constraints``), an index into the front, or JSON."""
 
     arch: str = "best"
@@ -161,7 +137,7 @@ class ExportConfig(_Strict):
     _constraints = field_validator("constraints", mode="before")(_check_constraints)
 
 
-class FinetuneConfig(_Strict):
+class FinetuneConfig(Strict):
     """Settings of ``supernet finetune`` (plain training of an exported model)."""
 
     steps: PositiveInt = 200
@@ -175,7 +151,7 @@ class FinetuneConfig(_Strict):
     seed: int = Field(0, ge=0)
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(Strict):
     """The whole pipeline: a YAML file with these sections (each optional).
 
     ``plugins`` lists modules of your own to import before anything else is checked: a module that registers a
@@ -238,35 +214,6 @@ def load_section(model: type[BaseModel], data: Any, where: str) -> Any:
     return validate_model(model, data, where)
 
 
-def build_data(cfg: DataConfig) -> Any:
-    """The dataset a `DataConfig` names (what `supernet.training.make_task` accepts)."""
-    from . import data
-
-    if cfg.name == "shakespeare":
-        return data.shakespeare(cfg.val_fraction if cfg.val_fraction is not None else 0.1)
-    if cfg.name == "text":
-        if cfg.path is None:
-            raise ConfigError("data: 'path': a text dataset needs the path of a text file")
-        return data.char_text_file(cfg.path, cfg.val_fraction if cfg.val_fraction is not None else 0.1)
-    if cfg.name == "digits":
-        return data.digits(cfg.val_fraction if cfg.val_fraction is not None else 0.2, seed=cfg.seed)
-    if cfg.path is None:
-        raise ConfigError("data: 'path': an image dataset needs the path of an image tarball")
-    kwargs: dict[str, Any] = {"seed": cfg.seed}
-    if cfg.size is not None:
-        kwargs["size"] = cfg.size
-    if cfg.subset is not None:
-        kwargs["subset"] = cfg.subset
-    return data.image_tarball(cfg.path, **kwargs)
-
-
-def build_task(cfg: DataConfig, block_size: int | None = None, seed: int = 0) -> Any:
-    """The `supernet.training.Task` of a `DataConfig` (``block_size`` for text)."""
-    from .training import make_task
-
-    return make_task(build_data(cfg), block_size=block_size, val_fraction=cfg.val_fraction or 0.1, seed=seed)
-
-
 def read_pipeline(run_dir: str | Path) -> PipelineConfig:
     """The validated ``pipeline.json`` of a run made by ``supernet train`` (bad content names the file and key)."""
     path = Path(run_dir) / PIPELINE_JSON
@@ -275,36 +222,3 @@ def read_pipeline(run_dir: str | Path) -> PipelineConfig:
         return PipelineConfig.from_dict(data, where=str(path))
     except ConfigError as err:
         raise FileFormatError(path, f"not a valid pipeline config: {err}") from None
-
-
-def data_config_of_run(run_dir: str | Path) -> DataConfig:
-    """How a run's data can be rebuilt: its ``pipeline.json``, else recognised from ``run.json`` (Shakespeare).
-
-    Raises:
-        ValueError: the run was trained from Python on data this cannot rebuild (pass ``task=`` then).
-    """
-    run_dir = Path(run_dir)
-    pipe = run_dir / PIPELINE_JSON
-    if pipe.is_file():
-        return read_pipeline(run_dir).data
-    meta = read_run_json(run_dir)
-    task = meta.get("task") or {}
-    n_train, n_val = task.get("train_tokens"), task.get("val_tokens")
-    if task.get("kind") == "lm" and task.get("vocab_size") == 65 and n_train and n_val:
-        for frac in (0.1, 0.05, 0.2, 0.15, 0.25):  # the common val fractions of char_text
-            if n_train + n_val == SHAKESPEARE_CHARS and n_train == int(SHAKESPEARE_CHARS * (1.0 - frac)):
-                return DataConfig(name="shakespeare", val_fraction=frac)
-    raise ValueError(
-        f"cannot tell which data {run_dir} was trained on (no {PIPELINE_JSON}; trained from Python?): "
-        "pass the task, e.g. sn.search(run_dir, task=supernet.training.make_task(data, block_size))"
-    )
-
-
-def task_of_run(run_dir: str | Path) -> Any:
-    """Rebuild the `Task` of a run directory (see `data_config_of_run`)."""
-    run_dir = Path(run_dir)
-    cfg = data_config_of_run(run_dir)
-    meta = read_run_json(run_dir)
-    task_meta = meta.get("task") or {}
-    seed = int((meta.get("config") or {}).get("seed", 0))
-    return build_task(cfg, block_size=task_meta.get("block_size"), seed=seed)

@@ -83,7 +83,8 @@ def run_demo(
         the sample text, peak memory.
     """
     from . import data as sn_data
-    from .config import DataConfig, PipelineConfig, SearchConfig, SpaceConfig
+    from .config import PipelineConfig, SearchConfig, SpaceConfig
+    from .data.config import DataConfig
     from .export import export, load, load_metadata
     from .files import write_json
     from .searching import search

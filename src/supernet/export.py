@@ -29,7 +29,7 @@ from . import cost
 from .files import FileFormatError, FileModel, read_json, read_tensors, write_json, write_tensors, write_text
 from .searching.objectives import parse_constraints
 from .space import SuperModule
-from .training.checkpoint import read_run_json
+from .training.checkpoint import read_run_json, run_dir_of
 from .training.evaluate import batchnorm_modules, evaluate_model
 
 MODEL_FORMAT = "supernet-model"
@@ -169,7 +169,7 @@ def export(
     Returns:
         The model directory.
     """
-    run_dir = _run_dir(source)
+    run_dir = run_dir_of(source)
     entry: dict[str, Any] = {}
     if run_dir is not None:
         arch_dict, entry = select_arch(run_dir, arch, constraints, metric)
@@ -256,7 +256,7 @@ def _task_of(source: Any, run_dir: Path | None) -> Any:
     task = getattr(source, "task", None)
     if task is not None or run_dir is None:
         return task
-    from .config import task_of_run
+    from .training.rundata import task_of_run
 
     try:
         return task_of_run(run_dir)
@@ -376,18 +376,6 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _run_dir(source: Any) -> Path | None:
-    if isinstance(source, SuperModule):
-        return None
-    if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        if not (p / "run.json").is_file():
-            raise FileNotFoundError(f"{p} is not a training run directory (no run.json there)")
-        return p
-    run_dir = getattr(source, "run_dir", None)
-    return Path(run_dir) if run_dir is not None else None
-
-
 def _space(source: Any, run_dir: Path | None) -> SuperModule:
     if isinstance(source, SuperModule):
         return source
@@ -432,7 +420,7 @@ def _found_by(run_dir: Path | None, entry: Mapping[str, Any]) -> dict[str, Any]:
 def _data_of(run_dir: Path | None) -> dict[str, Any] | None:
     if run_dir is None:
         return None
-    from .config import data_config_of_run
+    from .training.rundata import data_config_of_run
 
     try:
         return data_config_of_run(run_dir).model_dump(mode="json")

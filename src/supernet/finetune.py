@@ -131,7 +131,8 @@ def finetune(
 
 
 def _task_from_meta(meta: dict[str, Any], model_dir: Any) -> Any:
-    from .config import DataConfig, build_task
+    from .data.config import DataConfig
+    from .training.rundata import build_task
 
     data = meta.get("data")
     if not data:

@@ -28,3 +28,16 @@ RESTART_SEED_STRIDE = 7919
 def restart_seed(seed: int, index: int, done: int) -> int:
     """The seed of process ``index`` restarting after ``done`` units of work (steps, trials): `RESTART_SEED_STRIDE`."""
     return seed + index + RESTART_SEED_STRIDE * done
+
+
+# Random streams that must not follow the training stream (so adding one does not shift the sampled archs) start
+# from the run's seed plus a named offset. The values are those of supernet 0.1, so its runs resume unchanged.
+ALPHA_INIT_SEED_OFFSET = 7919  # initial architecture parameters of a gradient strategy
+MIXER_SEED_OFFSET = 7920  # the mixer's Gumbel / Dirichlet samples
+VAL_BATCH_SEED_OFFSET = 1  # validation batches of bilevel strategies
+GROUNDTRUTH_INIT_SEED_OFFSET = 1000  # stand-alone training of arch i from scratch: offset + i
+
+
+def derived_seed(seed: int, offset: int) -> int:
+    """The seed of one named random stream of a run seeded with ``seed`` (``offset``: an ``*_SEED_OFFSET``)."""
+    return seed + offset

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..seeding import GROUNDTRUTH_INIT_SEED_OFFSET, derived_seed
 from .tables import Table, arch_key, load_table
 
 
@@ -166,7 +167,7 @@ def build_groundtruth(
         bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc="ground truth", unit="arch")
     for i, arch in enumerate(todo):
         t0 = time.perf_counter()
-        net = reinitialize(space.extract(arch), recipe.seed + 1000 + i)
+        net = reinitialize(space.extract(arch), derived_seed(recipe.seed, GROUNDTRUTH_INIT_SEED_OFFSET) + i)
         row = train_standalone(net, task, recipe, recipe.seed, dev)
         row["train_s"] = time.perf_counter() - t0
         table.rows[key(arch)] = row

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..training.config import ConfigError
+from ..validation import ConfigError
 
 
 def formatter() -> type[argparse.HelpFormatter]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..config import PipelineConfig, build_data
+from ..config import PipelineConfig
+from ..data.config import build_data
 from ..seeding import seed_everything
 from ..spaces import build_space
 from ..training.checkpoint import latest_checkpoint

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ Split = Literal["train", "val"]
 
 # The file ships inside the package so the default demo needs no external data.
 _EMBEDDED_TEXT = "tinyshakespeare.txt"
+SHAKESPEARE_CHARS = 1_115_394  # characters in the embedded corpus
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -30,11 +31,14 @@ class CharText:
         vocab: The sorted distinct characters; token id ``i`` is ``vocab[i]``.
         train: 1-D int64 tensor of token ids for training.
         val: 1-D int64 tensor of token ids for validation (may be empty).
+        dataset: Which named dataset this is, as the ``data:`` config that rebuilds it (e.g.
+            ``{"name": "shakespeare", "val_fraction": 0.1}``); recorded in ``run.json``. None for other text.
     """
 
     vocab: str
     train: torch.Tensor
     val: torch.Tensor
+    dataset: dict[str, Any] | None = None
     _codes: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,10 +149,12 @@ def char_text_file(path: str | Path, val_fraction: float = 0.1, encoding: str = 
 
 
 def shakespeare_text() -> str:
-    """The raw Tiny Shakespeare corpus embedded in the package (1,115,394 characters)."""
+    """The raw Tiny Shakespeare corpus embedded in the package (`SHAKESPEARE_CHARS` characters)."""
     return resources.files(__package__).joinpath(_EMBEDDED_TEXT).read_text(encoding="utf-8")
 
 
 def shakespeare(val_fraction: float = 0.1) -> CharText:
     """Tiny Shakespeare as a char-level dataset (65 characters); first 90% train, last 10% val."""
-    return char_text(shakespeare_text(), val_fraction)
+    corpus = char_text(shakespeare_text(), val_fraction)
+    corpus.dataset = {"name": "shakespeare", "val_fraction": val_fraction}
+    return corpus

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from ..seeding import ALPHA_INIT_SEED_OFFSET, MIXER_SEED_OFFSET, derived_seed
 from ..space.choice import Choice
 from ..space.superposition import Mix, superposition
 from ..training.context import TrainContext
@@ -73,12 +74,12 @@ class GradientStrategy(Strategy):
     def setup(self, ctx: TrainContext) -> None:
         o = self.options
         self.mixer = self.make_mixer()
-        init_gen = torch.Generator().manual_seed(ctx.config.seed + 7919)
+        init_gen = torch.Generator().manual_seed(derived_seed(ctx.config.seed, ALPHA_INIT_SEED_OFFSET))
         self.alphas = ArchParameters(ctx.space, o.alpha_init_std, generator=init_gen, device=ctx.device)
         if not self.alphas.alpha:
             raise ValueError(f"strategy {self.name!r} needs a space with at least one decision of 2+ options")
         self.architect = Architect(self.alphas, self.mixer, o.alpha_lr, o.alpha_weight_decay, tuple(o.alpha_betas))
-        self.generator = torch.Generator().manual_seed(ctx.config.seed + 7920)
+        self.generator = torch.Generator().manual_seed(derived_seed(ctx.config.seed, MIXER_SEED_OFFSET))
         self.history: list[dict[str, Any]] = []
         self.decided: dict[str, int] = {}
         self.selection_log: list[dict[str, Any]] = []

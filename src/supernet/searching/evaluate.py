@@ -53,7 +53,7 @@ class RunEvaluator:
         if task is None:
             if getattr(run, "run_dir", None) is None:
                 raise ValueError("this run has no task and no run directory: pass task=")
-            from ..config import task_of_run
+            from ..training.rundata import task_of_run
 
             task = task_of_run(run.run_dir)
         space = run.space.to(dev)

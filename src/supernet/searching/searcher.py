@@ -26,6 +26,7 @@ from optuna.storages import BaseStorage
 from ..device import resolve_device
 from ..seeding import restart_seed
 from ..space import SuperModule
+from ..training.checkpoint import run_dir_of
 from .costs import CostModel
 from .objectives import (
     CHEAP_METRICS,
@@ -135,7 +136,7 @@ class Searcher:
         check_satisfiable(
             s.constraints, METRIC_DOMAINS if default_evaluator else {m: METRIC_DOMAINS[m] for m in CHEAP_METRICS}
         )
-        self.run_dir = _run_dir_of(self.source)
+        self.run_dir = run_dir_of(self.source)
         self.out_dir = s.out_path if s.out_path is not None or self.run_dir is None else self.run_dir / SEARCH_DIR
         self.storage_url = s.storage
         if self.storage_url is None and self.run_dir is not None:
@@ -370,18 +371,6 @@ def run_trials(
     finally:
         if bar is not None:
             bar.close()
-
-
-def _run_dir_of(obj: Any) -> Path | None:
-    if isinstance(obj, (str, os.PathLike)):
-        path = Path(obj)
-        if not (path / "run.json").is_file():
-            raise FileNotFoundError(f"{path} is not a training run directory (no run.json there)")
-        return path
-    run_dir = getattr(obj, "run_dir", None)
-    if run_dir is not None and not isinstance(obj, SuperModule):
-        return Path(run_dir)
-    return None
 
 
 def _space_of(obj: Any) -> SuperModule:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from pydantic import ConfigDict, Field, PositiveInt, field_validator
 
-from ..training.config import NoBoolNumbers, validate_model
+from ..validation import NoBoolNumbers, validate_model
 from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .objectives import Constraint, Objective, parse_constraints, parse_objectives
 

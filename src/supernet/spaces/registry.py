@@ -33,7 +33,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..registry import Registry, UnknownNameError
 from ..space import SuperModule
-from ..training.config import ConfigError, bool_for_number
+from ..validation import ConfigError, bool_for_number
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")

@@ -1,8 +1,9 @@
 """Supernet training: the loop (`train`, exported as ``sn.train``), strategies, tasks, checkpoints, evaluation."""
 
+from ..validation import ConfigError
 from . import strategies
 from .checkpoint import latest_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .context import TrainContext
 from .distill import alpha_divergence, kl_distill
 from .evaluate import batchnorm_modules, evaluate, evaluate_many, evaluate_model, recalibrate_bn

@@ -77,6 +77,22 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
     return read_json(path, RunFile, "supernet run.json")
 
 
+def run_dir_of(source: Any) -> Path | None:
+    """The run directory behind ``source``: a path (which must hold ``run.json``), a training `Run` (its
+    ``run_dir``), or None for anything else (a bare `SuperModule`).
+
+    Raises:
+        FileNotFoundError: ``source`` is a path but no run directory.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not (path / RUN_JSON).is_file():
+            raise FileNotFoundError(f"{path} is not a training run directory (no {RUN_JSON} there)")
+        return path
+    run_dir = getattr(source, "run_dir", None)
+    return None if run_dir is None else Path(run_dir)
+
+
 def truncate_metrics(path: str | Path, step: int) -> None:
     """Keep only records with ``step <= step`` (a resumed run re-logs the steps after its checkpoint)."""
     path = Path(path)

@@ -6,15 +6,18 @@ import contextlib
 import random
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..seeding import VAL_BATCH_SEED_OFFSET, derived_seed
 from ..space import SuperModule
-from .config import TrainConfig
 from .tasks import Batch, Task
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 class TouchAll(nn.Module):
@@ -118,7 +121,7 @@ class TrainContext:
         self.run_dir: Path | None = None
         self.rng = random.Random(config.seed)
         self.data_generator = torch.Generator().manual_seed(config.seed)
-        self.val_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.val_generator = torch.Generator().manual_seed(derived_seed(config.seed, VAL_BATCH_SEED_OFFSET))
 
     @property
     def distributed(self) -> bool:

@@ -18,8 +18,10 @@ from .. import files
 from ..device import resolve_device
 from ..seeding import restart_seed, seed_everything
 from ..space import SuperModule
+from ..validation import validate_model
+from ..version import __version__
 from . import checkpoint as ck
-from .config import TrainConfig, validate_model
+from .config import TrainConfig
 from .context import TouchAll, TrainContext
 from .distributed import DistInfo, barrier, setup_distributed
 from .evaluate import evaluate_many
@@ -97,8 +99,6 @@ def _set_deterministic(device: torch.device) -> None:
 
 
 def _versions() -> dict[str, str]:
-    from .. import __version__
-
     return {"supernet": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 

@@ -23,6 +23,10 @@ class Task(ABC):
     """The data and objective of a run. Subclasses implement batches; loss/metrics work on flattened logits."""
 
     kind: str = "task"
+    #: Which named dataset the task's data is, as the ``data:`` config that rebuilds it; recorded in ``run.json``
+    #: (``task.dataset``) so a run directory can be searched and exported without the user passing the data.
+    #: None when the data came from elsewhere (then the user passes ``task=``).
+    dataset: dict[str, Any] | None = None
 
     @abstractmethod
     def train_batch(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Batch:
@@ -45,6 +49,9 @@ class Task(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """A JSON description recorded in ``run.json``."""
+
+    def _identity(self) -> dict[str, Any]:
+        return {} if self.dataset is None else {"dataset": dict(self.dataset)}
 
     def val_batch(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Batch:
         """``batch_size`` random validation examples (for bilevel strategies); defaults to training data."""
@@ -138,6 +145,7 @@ class LMTask(Task):
             "vocab_size": int(self.text.vocab_size),
             "train_tokens": int(self.text.train.numel()),
             "val_tokens": int(self.text.val.numel()),
+            **self._identity(),
         }
 
 
@@ -226,6 +234,7 @@ class ClassificationTask(Task):
             "train_examples": len(self.train_y),
             "val_examples": len(self.val_y),
             "augment": self.augment is not None,
+            **self._identity(),
         }
 
 
@@ -262,7 +271,9 @@ def make_task(data: Any, block_size: int | None = None, val_fraction: float = 0.
     if hasattr(data, "vocab") and hasattr(data, "get_batch"):
         if block_size is None:
             raise ValueError("a text dataset needs a block_size (set config.block_size or use a space with one)")
-        return LMTask(data, block_size)
+        task = LMTask(data, block_size)
+        task.dataset = getattr(data, "dataset", None)
+        return task
     if hasattr(data, "images") and hasattr(data, "labels") and hasattr(data, "to_dataset"):
         data = data.to_dataset()
     if hasattr(data, "split") and hasattr(data, "x") and hasattr(data, "y"):
@@ -351,7 +362,7 @@ def check_fits(space: nn.Module, task: Task) -> None:
         ConfigError: one line naming the data, the space and the problem (e.g. "vocab too small", a wrong
             number of classes, or the error the forward raised).
     """
-    from .config import ConfigError
+    from ..validation import ConfigError
 
     where = f"the {_describe_task(task)} does not fit space {_describe_space(space)}"
     first = next(iter(space.parameters()), None)

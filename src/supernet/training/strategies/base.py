@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from ...registry import Registry
-from ..config import validate_model
+from ...validation import validate_model
 
 if TYPE_CHECKING:
     from ..context import TrainContext
