@@ -24,7 +24,6 @@ from pydantic import BaseModel, Field, PositiveInt, ValidationInfo, field_valida
 
 from .data.config import DataConfig
 from .files import FileFormatError, read_json
-from .searching.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .searching.objectives import (
     METRIC_DOMAINS,
     RUN_METRICS,
@@ -33,6 +32,7 @@ from .searching.objectives import (
     parse_constraints,
     parse_objectives,
 )
+from .searching.settings import SearchOptions, rename_strategy_key
 from .training.checkpoint import PIPELINE_JSON
 from .training.config import TrainConfig
 from .validation import ConfigError, Strict, validate_model
@@ -81,27 +81,17 @@ def _check_constraints(cls: type, v: Any) -> Any:
     return v
 
 
-class SearchConfig(Strict):
+class SearchConfig(SearchOptions):
     """Settings of ``supernet search`` (see `supernet.searching.search`).
 
     ``algorithm`` names a search algorithm of `supernet.searching.ALGORITHMS`. The deprecated key ``strategy`` is
     still read as ``algorithm`` (with a DeprecationWarning), also from the pipeline.json of older runs.
     """
 
-    algorithm: str = DEFAULT_ALGORITHM
+    model_config = Strict.model_config
+
     objectives: list[str] = Field(default_factory=lambda: ["loss", "params"])
     constraints: list[str] = Field(default_factory=list)
-    trials: PositiveInt = 50
-    workers: PositiveInt = 1
-    storage: str | None = None
-    study_name: str = "search"
-    seed: int = Field(0, ge=0)
-    population_size: PositiveInt | None = None
-    sample_size: PositiveInt | None = None
-    eval_batches: PositiveInt | None = 8
-    eval_batch_size: PositiveInt = 64
-    bn_batches: int = Field(16, ge=0)
-    latency_device: str = "cpu"
 
     @field_validator("objectives")
     @classmethod
@@ -114,15 +104,7 @@ class SearchConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _old_strategy_key(cls, data: Any) -> Any:
-        from .searching.settings import rename_strategy_key
-
         return rename_strategy_key(data, "search")
-
-    @field_validator("algorithm")
-    @classmethod
-    def _algorithm(cls, v: str) -> str:
-        ALGORITHMS.get(v)  # UnknownNameError (a ValueError) listing the registered algorithms
-        return v
 
 
 class ExportConfig(Strict):

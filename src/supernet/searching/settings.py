@@ -23,7 +23,40 @@ DEFAULT_STUDY_NAME = "search"
 _OPS = ("<=", ">=", "<", ">")
 
 
-class SearchSettings(NoBoolNumbers):
+class SearchOptions(NoBoolNumbers):
+    """The settings a search shares with the ``search:`` section of a pipeline config (declared once for both).
+
+    Attributes:
+        algorithm: a name registered in `ALGORITHMS` (``random``, ``evolution``, ``nsga2``, ...).
+        trials: distinct archs to get results for.
+        workers: local worker processes sharing the study. seed: seeds the sampler.
+        storage / study_name: the Optuna study (None: a SQLite file in the run directory, or in memory).
+        population_size / sample_size: evolution's P and S, NSGA-II's population (None: the algorithm's default).
+        eval_batches / eval_batch_size / bn_batches: the default evaluator's val batches and BN recalibration.
+        latency_device: where latency is measured.
+    """
+
+    algorithm: str = DEFAULT_ALGORITHM
+    trials: PositiveInt = 50
+    workers: PositiveInt = 1
+    seed: int = Field(0, ge=0)
+    storage: str | None = None
+    study_name: str = DEFAULT_STUDY_NAME
+    population_size: PositiveInt | None = None
+    sample_size: PositiveInt | None = None
+    eval_batches: PositiveInt | None = 8
+    eval_batch_size: PositiveInt = 64
+    bn_batches: int = Field(16, ge=0)
+    latency_device: str = "cpu"
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, v: str) -> str:
+        ALGORITHMS.get(v)  # UnknownNameError (a ValueError) naming the registered algorithms
+        return v
+
+
+class SearchSettings(SearchOptions):
     """What a search is asked to do (the arguments of `supernet.searching.search` that are plain values).
 
     The search's collaborators (the supernet or run it searches, the evaluator, the example input, the task, a
@@ -31,17 +64,12 @@ class SearchSettings(NoBoolNumbers):
     `parse_objectives` / `parse_constraints` accept; they are stored parsed. ``SearchSettings.model_validate`` of
     ``settings.model_dump(mode="json")`` gives the same settings back (what `Searcher.state_dict` records).
 
-    Attributes:
+    Attributes (beside those of `SearchOptions`):
         objectives / constraints: what to optimise under which hard constraints.
-        algorithm: a name registered in `ALGORITHMS` (``random``, ``evolution``, ``nsga2``, ...).
-        trials: distinct archs to get results for. max_total_trials: stop after this many trials of any kind
-            (None: `MAX_TRIALS_FACTOR` x trials + `MAX_TRIALS_EXTRA`; see `max_total`).
-        workers: local worker processes sharing the study. seed: seeds the sampler.
-        storage / study_name: the Optuna study (None: a SQLite file in the run directory, or in memory).
+        max_total_trials: stop after this many trials of any kind (None: `MAX_TRIALS_FACTOR` x trials +
+            `MAX_TRIALS_EXTRA`; see `max_total`).
         out_dir: where pareto.json etc. are written (None: ``RUN_DIR/search`` for runs, nowhere otherwise).
-        population_size / sample_size: evolution's P and S, NSGA-II's population (None: the algorithm's default).
-        eval_batches / eval_batch_size / bn_batches: the default evaluator's val batches and BN recalibration.
-        latency_device: where latency is measured. device: where the supernet is evaluated (``auto``: CUDA if any).
+        device: where the supernet is evaluated (``auto``: CUDA if any).
         screen_candidates: proposals per trial when a screen is given. progress: show a progress bar.
     """
 
@@ -49,20 +77,8 @@ class SearchSettings(NoBoolNumbers):
 
     objectives: list[Objective] = Field(default_factory=lambda: parse_objectives(["loss", "params"]))
     constraints: list[Constraint] = Field(default_factory=list)
-    algorithm: str = DEFAULT_ALGORITHM
-    trials: PositiveInt = 50
     max_total_trials: PositiveInt | None = None
-    workers: PositiveInt = 1
-    seed: int = 0
-    storage: str | None = None
-    study_name: str = DEFAULT_STUDY_NAME
     out_dir: str | None = None
-    population_size: PositiveInt | None = None
-    sample_size: PositiveInt | None = None
-    eval_batches: PositiveInt | None = 8
-    eval_batch_size: PositiveInt = 64
-    bn_batches: int = Field(16, ge=0)
-    latency_device: str = "cpu"
     device: str = "auto"
     screen_candidates: PositiveInt = 8
     progress: bool = True
@@ -80,12 +96,6 @@ class SearchSettings(NoBoolNumbers):
         if _records(v, Constraint):
             return [c if isinstance(c, Constraint) else _constraint(c) for c in v]
         return parse_constraints(v)
-
-    @field_validator("algorithm")
-    @classmethod
-    def _algorithm(cls, v: str) -> str:
-        ALGORITHMS.get(v)  # UnknownNameError (a ValueError) naming the registered algorithms
-        return v
 
     @field_validator("device", "latency_device", mode="before")
     @classmethod
