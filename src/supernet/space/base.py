@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
+import torch
 from torch import nn
 
 from .choice import Value
@@ -28,6 +30,15 @@ class Searchable(nn.Module):
     def search_values(self) -> dict[str, Any]:
         """``{attribute: value}`` for every constructor argument that may hold a `Choice`."""
         return {}
+
+    def slice_values(self) -> tuple[Any, ...]:
+        """The values that size this layer's parameters, in the order `sliced` takes their sizes (none here)."""
+        return ()
+
+    def sliced(self, sizes: Sequence[int]) -> Sequence[torch.Tensor | None]:
+        """Views of the parameters the layer uses when its `slice_values` take ``sizes`` (every option is a
+        prefix or centred window of the largest tensor, so a smaller option's views lie inside a larger one's)."""
+        return ()
 
     def value_kind(self, attr: str) -> Kind:
         """What the search value ``attr`` controls: its entry in `value_kinds`, else ``"other"``."""

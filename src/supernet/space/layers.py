@@ -60,6 +60,9 @@ class Linear(Searchable):
         """``(in_features, out_features)`` under the active arch."""
         return current_int(self.in_features, "in_features"), current_int(self.out_features, "out_features")
 
+    def slice_values(self) -> tuple[Any, ...]:
+        return (self.out_features, self.in_features)
+
     def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias for ``(out_features, in_features)``."""
         o, i = sizes
@@ -71,7 +74,7 @@ class Linear(Searchable):
         return self.sliced((o, i))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plan = mix_plan(self, (self.out_features, self.in_features), "Linear features")
+        plan = mix_plan(self, self.slice_values(), "Linear features")
         if plan is None:
             w, b = self.active_weights()
             _check_dim(x, -1, w.shape[1], "Linear", "in_features")
@@ -160,6 +163,9 @@ class Conv2d(Searchable):
             current_int(self.kernel_size, "kernel_size"),
         )
 
+    def slice_values(self) -> tuple[Any, ...]:
+        return (self.in_channels, self.out_channels, self.kernel_size)
+
     def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias for ``(in_channels, out_channels, kernel_size)`` (the centred kernel window)."""
         c_in, c_out, k = sizes
@@ -191,7 +197,7 @@ class Conv2d(Searchable):
         return F.conv2d(x, params[0], params[1], self.stride, padding, 1, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plan = mix_plan(self, (self.in_channels, self.out_channels, self.kernel_size), "Conv2d sizes")
+        plan = mix_plan(self, self.slice_values(), "Conv2d sizes")
         if plan is None:
             sizes = self.active()
             params = self.active_weights()
@@ -265,13 +271,16 @@ class BatchNorm2d(Searchable):
             self.running_var.fill_(1.0)
             self.num_batches_tracked.zero_()
 
+    def slice_values(self) -> tuple[Any, ...]:
+        return (self.num_features,)
+
     def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Affine weight and bias (None without affine) for ``(num_features,)``."""
         (c,) = sizes
         return None if self.weight is None else self.weight[:c], None if self.bias is None else self.bias[:c]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plan = mix_plan(self, (self.num_features,), "BatchNorm2d num_features")
+        plan = mix_plan(self, self.slice_values(), "BatchNorm2d num_features")
         if plan is None:
             c = current_int(self.num_features, "num_features")
             _check_dim(x, 1, c, "BatchNorm2d", "num_features")
@@ -335,6 +344,9 @@ class LayerNorm(Searchable):
     def search_values(self) -> dict[str, Any]:
         return {"normalized_shape": self.normalized_shape}
 
+    def slice_values(self) -> tuple[Any, ...]:
+        return (self.normalized_shape,)
+
     def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias for ``(normalized_shape,)``."""
         (d,) = sizes
@@ -349,7 +361,7 @@ class LayerNorm(Searchable):
         return F.layer_norm(x[..., :d], (d,), params[0], params[1], self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plan = mix_plan(self, (self.normalized_shape,), "LayerNorm normalized_shape")
+        plan = mix_plan(self, self.slice_values(), "LayerNorm normalized_shape")
         if plan is None:
             w, b = self.active_weights()
             _check_dim(x, -1, w.shape[0], "LayerNorm", "normalized_shape")
@@ -388,18 +400,25 @@ class Embedding(Searchable):
     def search_values(self) -> dict[str, Any]:
         return {"embedding_dim": self.embedding_dim}
 
+    def slice_values(self) -> tuple[Any, ...]:
+        return (self.embedding_dim,)
+
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor]:
+        """The table for ``(embedding_dim,)``."""
+        return (self.weight[:, : sizes[0]],)
+
     def active_weights(self) -> torch.Tensor:
         """The active embedding table."""
-        return self.weight[:, : current_int(self.embedding_dim, "embedding_dim")]
+        return self.sliced((current_int(self.embedding_dim, "embedding_dim"),))[0]
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        plan = mix_plan(self, (self.embedding_dim,), "Embedding dim")
+        plan = mix_plan(self, self.slice_values(), "Embedding dim")
         if plan is None:
             return F.embedding(idx, self.active_weights())
         return superposed(
             plan,
             idx.device,
-            lambda sizes: (self.weight[:, : sizes[0]],),
+            self.sliced,
             (((None, 0), None),),
             lambda sizes, params: F.embedding(idx, params[0]),
             lambda y, sizes: pad_last(y, sizes[0]),
@@ -426,15 +445,22 @@ class PositionalEmbedding(Searchable):
     def search_values(self) -> dict[str, Any]:
         return {"dim": self.dim}
 
+    def slice_values(self) -> tuple[Any, ...]:
+        return (self.dim,)
+
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor]:
+        """The position table (every position) for ``(dim,)``."""
+        return (self.weight[:, : sizes[0]],)
+
     def active_weights(self) -> torch.Tensor:
         """The active position table."""
-        return self.weight[:, : current_int(self.dim, "dim")]
+        return self.sliced((current_int(self.dim, "dim"),))[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[1]
         if t > self.length:
             raise ValueError(f"sequence length {t} exceeds the {self.length} learned positions")
-        plan = mix_plan(self, (self.dim,), "PositionalEmbedding dim")
+        plan = mix_plan(self, self.slice_values(), "PositionalEmbedding dim")
         if plan is None:
             w = self.active_weights()
             _check_dim(x, -1, w.shape[1], "PositionalEmbedding", "dim")
@@ -443,7 +469,7 @@ class PositionalEmbedding(Searchable):
         return superposed(
             plan,
             x.device,
-            lambda sizes: (self.weight[:t, : sizes[0]],),
+            lambda sizes: (self.sliced(sizes)[0][:t],),
             (((None, 0), None),),
             lambda sizes, params: x[..., : sizes[0]] + params[0],
             lambda y, sizes: pad_last(y, sizes[0]),
@@ -470,12 +496,19 @@ class ClassToken(Searchable):
     def search_values(self) -> dict[str, Any]:
         return {"dim": self.dim}
 
+    def slice_values(self) -> tuple[Any, ...]:
+        return (self.dim,)
+
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor]:
+        """The token for ``(dim,)``."""
+        return (self.weight[:, :, : sizes[0]],)
+
     def active_weights(self) -> torch.Tensor:
         """The active token."""
-        return self.weight[:, :, : current_int(self.dim, "dim")]
+        return self.sliced((current_int(self.dim, "dim"),))[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plan = mix_plan(self, (self.dim,), "ClassToken dim")
+        plan = mix_plan(self, self.slice_values(), "ClassToken dim")
         if plan is None:
             w = self.active_weights()
             _check_dim(x, -1, w.shape[-1], "ClassToken", "dim")
@@ -485,7 +518,7 @@ class ClassToken(Searchable):
             w = superposed(
                 plan,
                 x.device,
-                lambda sizes: (self.weight[:, :, : sizes[0]],),
+                self.sliced,
                 (((None, None, 0), None),),
                 lambda sizes, params: params[0],
                 lambda y, sizes: pad_last(y, sizes[0]),

@@ -144,11 +144,29 @@ class TrainContext:
         lo = self.rank * per
         return batch[0][lo : lo + per].to(self.device), batch[1][lo : lo + per].to(self.device)
 
-    def train_batch(self, batch_size: int | None = None) -> Batch:
-        """This rank's shard of the next global training batch (``config.batch_size`` by default)."""
-        size = batch_size or self.config.batch_size
+    def train_batch(self, batch_size: int | None = None, indices: torch.Tensor | None = None) -> Batch:
+        """This rank's shard of the next global training batch: ``config.batch_size`` random examples by default,
+        or the examples at ``indices`` (every rank passes the same global indices; see `Task.train_examples`)."""
         where = "cpu" if self.world_size > 1 else self.device
+        if indices is not None:
+            return self._shard(self.task.train_examples(indices, self.data_generator, where))
+        size = batch_size or self.config.batch_size
         return self._shard(self.task.train_batch(size, self.data_generator, where))
+
+    def shard_of(self, values: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a per-example tensor of the global batch (the whole tensor without DDP)."""
+        if self.world_size == 1:
+            return values
+        per = values.shape[0] // self.world_size
+        return values[self.rank * per : (self.rank + 1) * per]
+
+    def all_gather(self, values: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``values`` concatenated in rank order (the tensor itself without DDP)."""
+        if not self.distributed:
+            return values
+        parts = [torch.empty_like(values) for _ in range(self.world_size)]
+        dist.all_gather(parts, values.contiguous())
+        return torch.cat(parts)
 
     def val_batch(self, batch_size: int | None = None) -> Batch:
         """This rank's shard of a random global validation batch (own checkpointed generator)."""

@@ -346,7 +346,7 @@ def _train_step(s: _Session, step: int) -> tuple[StepOutput, float]:
     s.optimizer.zero_grad(set_to_none=True)
     if s.wrapper is not None:
         s.wrapper.reset_usage()
-    out = s.strat.step(s.ctx, s.ctx.train_batch())
+    out = s.strat.step(s.ctx, s.strat.next_batch(s.ctx))
     if not out.archs:
         raise RuntimeError(f"strategy {s.strat.name!r} ran no arch in step {step}")
     if s.wrapper is not None:

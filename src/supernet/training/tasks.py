@@ -50,6 +50,19 @@ class Task(ABC):
     def describe(self) -> dict[str, Any]:
         """A JSON description recorded in ``run.json``."""
 
+    def train_size(self) -> int | None:
+        """How many training examples `train_examples` can index (None: this task only draws random batches).
+
+        Strategies that choose their training examples (PA&DA's data importance) need it.
+        """
+        return None
+
+    def train_examples(
+        self, indices: torch.Tensor, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> Batch:
+        """The training examples at ``indices`` (``0 <= i < train_size()``), augmented with ``generator``."""
+        raise NotImplementedError(f"{type(self).__name__} draws random batches only: it cannot index its examples")
+
     def _identity(self) -> dict[str, Any]:
         return {} if self.dataset is None else {"dataset": dict(self.dataset)}
 
@@ -111,10 +124,19 @@ class LMTask(Task):
         pos = starts[:, None] + torch.arange(self.block_size)
         return data[pos].to(device), data[pos + 1].to(device)
 
+    def train_size(self) -> int:
+        """Training windows: one example per start position (``train tokens - block_size``)."""
+        return self.text.train.numel() - self.block_size
+
+    def train_examples(
+        self, indices: torch.Tensor, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> Batch:
+        """The windows starting at ``indices``."""
+        return self._windows(self.text.train, indices, device)
+
     def train_batch(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Batch:
-        data = self.text.train
-        starts = torch.randint(data.numel() - self.block_size, (batch_size,), generator=generator)
-        return self._windows(data, starts, device)
+        starts = torch.randint(self.train_size(), (batch_size,), generator=generator)
+        return self.train_examples(starts, generator, device)
 
     def val_batch(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Batch:
         data = self.text.val
@@ -197,12 +219,22 @@ class ClassificationTask(Task):
             x = x.float()
         return x
 
-    def train_batch(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Batch:
-        idx = torch.randint(len(self.train_y), (batch_size,), generator=generator)
-        x = self._prep(self.train_x[idx], device)
+    def train_size(self) -> int:
+        """The number of training examples."""
+        return len(self.train_y)
+
+    def train_examples(
+        self, indices: torch.Tensor, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> Batch:
+        """The training examples at ``indices``, transformed and augmented."""
+        x = self._prep(self.train_x[indices], device)
         if self.augment is not None:
             x = self.augment(x, generator)
-        return x, self.train_y[idx].to(device)
+        return x, self.train_y[indices].to(device)
+
+    def train_batch(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Batch:
+        idx = torch.randint(self.train_size(), (batch_size,), generator=generator)
+        return self.train_examples(idx, generator, device)
 
     def val_batch(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Batch:
         idx = torch.randint(len(self.val_y), (batch_size,), generator=generator)

@@ -1,11 +1,11 @@
-"""Training strategies (one file each) and their registry: uniform, fair, sandwich, alpha, progressive.
+"""Training strategies (one file each) and their registry: uniform, fair, sandwich, alpha, progressive, pada.
 
 Each strategy file registers its class with ``@register_strategy(name)``; importing the files here is what registers
 them (in this order, the order of ``supernet train --help``). The differentiable strategies ``darts``, ``gdas`` and
 ``drnas`` live in `supernet.gradient`, which registers them in the same `STRATEGIES` when it is imported.
 """
 
-from . import uniform, fair, sandwich, alpha, progressive  # noqa: I001  (registration order)
+from . import uniform, fair, sandwich, alpha, progressive, pada  # noqa: I001  (registration order)
 from .base import STRATEGIES, StepOutput, Strategy, StrategyOptions, get_strategy, make_strategy, register_strategy
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "alpha",
     "fair",
     "get_strategy",
+    "pada",
     "make_strategy",
     "progressive",
     "register_strategy",

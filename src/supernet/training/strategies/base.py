@@ -66,6 +66,11 @@ class Strategy:
     def setup(self, ctx: TrainContext) -> None:
         """Called once before the first step (model, optimizer and device exist)."""
 
+    def next_batch(self, ctx: TrainContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of the coming step (this rank's shard): random training examples unless a strategy picks
+        them itself (``ctx.train_batch(indices=...)``)."""
+        return ctx.train_batch()
+
     def step(self, ctx: TrainContext, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
         """Run the forward/backward passes of one training step on ``batch`` (this rank's shard)."""
         raise NotImplementedError
