@@ -29,6 +29,7 @@ import torch
 from pydantic import Field
 
 from ..seeding import ALPHA_INIT_SEED_OFFSET, MIXER_SEED_OFFSET, derived_seed
+from ..space import SuperModule
 from ..space.choice import Choice
 from ..space.superposition import Mix, superposition
 from ..training.context import TrainContext
@@ -69,6 +70,9 @@ class GradientStrategy(Strategy):
     def make_mixer(self) -> Mixer:
         """The method's mixer (softmax, Dirichlet, Gumbel)."""
         raise NotImplementedError
+
+    def paths_per_step(self, space: SuperModule) -> int | None:
+        return None  # a mixture of options (or a sampled path) with bilevel alpha updates: not comparable
 
     # ------------------------------------------------------------------ set-up and state
     def setup(self, ctx: TrainContext) -> None:

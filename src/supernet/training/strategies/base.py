@@ -13,6 +13,7 @@ from ...registry import Registry
 from ...validation import validate_model
 
 if TYPE_CHECKING:
+    from ...space import SuperModule
     from ..context import TrainContext
 
 
@@ -88,6 +89,11 @@ class Strategy:
 
     def load_tensor_state(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Restore `tensor_state` output (called after ``setup``)."""
+
+    def paths_per_step(self, space: SuperModule) -> int | None:
+        """Single-path forward/backward passes one step runs on ``space`` (for comparing strategies at matched
+        compute); None for a strategy that does not train single paths (a mixture of every option)."""
+        return 1
 
     def schedule_segments(self, ctx: TrainContext) -> list[int] | None:
         """End steps of learning-rate schedule segments (the cosine restarts at each); None: one segment."""

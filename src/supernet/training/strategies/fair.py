@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from ...space import SuperModule
 from ..context import TrainContext
 from .base import StepOutput, Strategy, StrategyOptions, register_strategy
 
@@ -58,6 +59,10 @@ class Fair(Strategy):
     """FairNAS: each step runs a group of paths covering every option of every decision (one optimizer step)."""
 
     Options = FairOptions
+
+    def paths_per_step(self, space: SuperModule) -> int | None:
+        counts = [len(options) for options in space.choices.values()] or [1]
+        return max(counts) if self.options.group == "max" else math.lcm(*counts)
 
     def step(self, ctx: TrainContext, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
         x, y = batch

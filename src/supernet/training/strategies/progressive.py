@@ -24,6 +24,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from ...space import SuperModule
 from ..context import TrainContext
 from ..distill import kl_distill
 from .base import StepOutput, Strategy, StrategyOptions, register_strategy
@@ -118,6 +119,9 @@ class Progressive(Strategy):
         for p in teacher.parameters():
             p.requires_grad_(False)
         return teacher
+
+    def paths_per_step(self, space: SuperModule) -> int | None:
+        return self.options.num_samples  # the teacher's forward has no backward: it shows in wall time
 
     def step(self, ctx: TrainContext, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
         x, y = batch

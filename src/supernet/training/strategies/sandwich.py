@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from ...space import SuperModule
 from ..context import TrainContext
 from ..distill import kl_distill
 from .base import StepOutput, Strategy, StrategyOptions, register_strategy
@@ -37,6 +38,9 @@ class Sandwich(Strategy):
     def plan(self, ctx: TrainContext) -> list[dict[str, Any]]:
         """The archs of this step: max, min, then the random ones."""
         return [ctx.space.max_arch(), ctx.space.min_arch()] + [ctx.sample() for _ in range(self.options.num_random)]
+
+    def paths_per_step(self, space: SuperModule) -> int | None:
+        return 2 + self.options.num_random
 
     def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss to backpropagate, value to log)`` of one student against the teacher's logits (rows)."""
