@@ -3,14 +3,19 @@
 Training: one call ``sn.train(space, task, "uniform", {steps: S, ...})`` against a hand-written single-path loop
 of S steps over the same `SuperModule` object: the same arch sampling per step (``space.sample`` from a
 ``random.Random`` with the same seed, then ``set_arch``), the same data (indices drawn from a
-``torch.Generator`` with the same seed), the same optimizer (AdamW, same lr), the same gradient clipping, the
-same batch size. Both timings include their own setup (the optimizer, and for ``sn.train`` everything it does
-before the first step), divided by S.
+``torch.Generator`` with the same seed), the same optimizer (AdamW with the same two parameter groups, the
+same constant lr), the same gradient clipping, the same batch size. Both timings include their own setup
+(the optimizer, and for ``sn.train`` everything it does before the first step), divided by S.
 
 Evaluation: ``evaluate_many(space, archs, task)`` against a hand-written loop over the same archs: per arch,
 ``set_arch``, reset the BatchNorm running statistics, forward the same calibration batches in train mode
 with a cumulative average (momentum ``1/(k+1)``), then loss and accuracy over the same validation batches in
-eval mode. Time per arch.
+eval mode; like ``evaluate_many`` it saves the BatchNorm statistics, arch and mode first and puts them back
+after the last arch. Time per arch.
+
+Before timing, each case checks (untimed, on copies of the space) that the two variants do the same work: a
+few training steps must leave bit-identical weights, and the evaluation the same loss and accuracy per arch
+(``--no-check`` skips this).
 
 The two variants run interleaved (ours, hand-written, hand-written, ours, ...) for several repetitions after
 an untimed warm-up; each repetition gives one ratio ours / hand-written. The table shows the median time of
@@ -29,6 +34,7 @@ entangled layers and `Repeat` depth) and ``eval_*`` (evaluation of the same spac
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -121,8 +127,10 @@ def make_data(n_train: int, n_val: int) -> tuple[tuple[torch.Tensor, torch.Tenso
 
 
 def train_ours(space: sn.SuperModule, task: Any, steps: int, batch: int) -> float:
-    cfg = {"steps": steps, "batch_size": batch, "lr": LR, "grad_clip": CLIP, "seed": SEED, "progress": False,
-           "precision": "fp32"}
+    # A constant lr: the hand-written loop uses one too (the cosine schedule costs nothing but changes the weights,
+    # and the equivalence check compares them).
+    cfg = {"steps": steps, "batch_size": batch, "lr": LR, "schedule": "constant", "grad_clip": CLIP, "seed": SEED,
+           "progress": False, "precision": "fp32"}
     t0 = time.perf_counter()
     sn.train(space, task, "uniform", cfg, device="cpu")
     return (time.perf_counter() - t0) / steps
@@ -132,7 +140,10 @@ def train_hand(space: sn.SuperModule, data: tuple[torch.Tensor, torch.Tensor], s
     t0 = time.perf_counter()
     x_all, y_all = data
     space.train()
-    opt = torch.optim.AdamW(space.parameters(), lr=LR, weight_decay=0.0)
+    # The optimizer sn.train builds: weight decay (0 here) on matrices/kernels only, so two parameter groups.
+    params = [p for p in space.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2]}, {"params": [p for p in params if p.ndim < 2]}]
+    opt = torch.optim.AdamW(groups, lr=LR, weight_decay=0.0)
     rng = random.Random(SEED)
     gen = torch.Generator().manual_seed(SEED)
     for _ in range(steps):
@@ -168,13 +179,18 @@ def eval_ours(space: sn.SuperModule, task: Any, archs: list[dict[str, Any]], bn_
 
 
 @torch.no_grad()
-def eval_hand(space: sn.SuperModule, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-              archs: list[dict[str, Any]], bn_batches: int, batch: int, val_batches: int) -> float:
-    t0 = time.perf_counter()
+def eval_hand_loop(space: sn.SuperModule, train: tuple[torch.Tensor, torch.Tensor],
+                   val: tuple[torch.Tensor, torch.Tensor], archs: list[dict[str, Any]], bn_batches: int, batch: int,
+                   val_batches: int) -> list[dict[str, float]]:
     gen = torch.Generator().manual_seed(SEED)
     calib = [train[0][torch.randint(len(train[1]), (batch,), generator=gen)] for _ in range(bn_batches)]
     evals = [(val[0][i : i + batch], val[1][i : i + batch]) for i in range(0, len(val[1]), batch)][:val_batches]
     bns = _bns(space)
+    # Like evaluate_many(restore=True): keep the supernet's BN statistics, arch and mode, put them back at the end.
+    previous_arch, was_training = space.arch, space.training
+    saved = [{k: v.detach().clone() for k, v in m.named_buffers(recurse=False)} for m in bns]
+    momenta = [m.momentum for m in bns]
+    results = []
     for arch in archs:
         space.set_arch(arch)
         for m in bns:
@@ -184,8 +200,8 @@ def eval_hand(space: sn.SuperModule, train: tuple[torch.Tensor, torch.Tensor], v
             for m in bns:
                 m.momentum = 1.0 / (k + 1)
             space(x)
-        for m in bns:
-            m.momentum = 0.1
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
         space.eval()
         loss_sum, correct, count = 0.0, 0.0, 0
         for x, y in evals:
@@ -193,8 +209,50 @@ def eval_hand(space: sn.SuperModule, train: tuple[torch.Tensor, torch.Tensor], v
             loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
             correct += float((out.argmax(-1) == y).sum())
             count += len(y)
-    space.train()
+        results.append({"loss": loss_sum / count, "accuracy": correct / count})
+    space.set_arch(previous_arch)
+    for m, buf in zip(bns, saved, strict=True):
+        for k, v in buf.items():
+            getattr(m, k).copy_(v)
+    space.train(was_training)
+    return results
+
+
+def eval_hand(space: sn.SuperModule, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+              archs: list[dict[str, Any]], bn_batches: int, batch: int, val_batches: int) -> float:
+    t0 = time.perf_counter()
+    eval_hand_loop(space, train, val, archs, bn_batches, batch, val_batches)
     return (time.perf_counter() - t0) / len(archs)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The check that both variants do the same work (untimed, on copies of the space)
+
+
+def check_train(space: sn.SuperModule, task: Any, data: tuple[torch.Tensor, torch.Tensor], batch: int,
+                steps: int = 3) -> None:
+    a, b = copy.deepcopy(space), copy.deepcopy(space)
+    train_ours(a, task, steps, batch)
+    train_hand(b, data, steps, batch)
+    sa, sb = a.state_dict(), b.state_dict()
+    differ = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    if differ:
+        raise SystemExit(f"check failed: after {steps} steps sn.train and the hand-written loop differ in {differ[:5]}")
+
+
+def check_eval(space: sn.SuperModule, task: Any, train: tuple[torch.Tensor, torch.Tensor],
+               val: tuple[torch.Tensor, torch.Tensor], archs: list[dict[str, Any]], bn_batches: int, batch: int,
+               val_batches: int) -> None:
+    a, b = copy.deepcopy(space), copy.deepcopy(space)
+    ours = evaluate_many(a, archs, task, batch_size=batch, max_batches=val_batches, bn_batches=bn_batches,
+                         device="cpu", precision="fp32")
+    hand = eval_hand_loop(b, train, val, archs, bn_batches, batch, val_batches)
+    for i, (o, h) in enumerate(zip(ours, hand, strict=True)):
+        if abs(o["loss"] - h["loss"]) > 1e-5 * max(1.0, abs(h["loss"])) or o["accuracy"] != h["accuracy"]:
+            raise SystemExit(f"check failed: arch {i}: evaluate_many gives {o}, the hand-written loop {h}")
+    sa, sb = a.state_dict(), b.state_dict()
+    if a.arch != b.arch or a.training != b.training or any(not torch.equal(sa[k], sb[k]) for k in sa):
+        raise SystemExit("check failed: evaluate_many and the hand-written loop leave the space in different states")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -234,6 +292,7 @@ def main() -> None:
     ap.add_argument("--val-batches", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--no-check", action="store_true", help="skip the check that both variants do the same work")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -246,6 +305,8 @@ def main() -> None:
         if case.startswith("eval_"):
             space = make_space(case.removeprefix("eval_"))
             archs = [space.sample(seed=1000 + i) for i in range(args.archs)]
+            if not args.no_check:
+                check_eval(space, task, train_data, val_data, archs, args.bn_batches, args.batch, args.val_batches)
             res = interleave(
                 lambda s=space, a=archs: eval_ours(s, task, a, args.bn_batches, args.batch, args.val_batches),
                 lambda s=space, a=archs: eval_hand(s, train_data, val_data, a, args.bn_batches, args.batch,
@@ -255,6 +316,8 @@ def main() -> None:
             res["unit"] = "ms/arch"
         else:
             space = make_space(case)
+            if not args.no_check:
+                check_train(space, task, train_data, args.batch)
             res = interleave(
                 lambda s=space: train_ours(s, task, args.steps, args.batch),
                 lambda s=space: train_hand(s, train_data, args.steps, args.batch),
