@@ -35,6 +35,8 @@ def restart_seed(seed: int, index: int, done: int) -> int:
 ALPHA_INIT_SEED_OFFSET = 7919  # initial architecture parameters of a gradient strategy
 MIXER_SEED_OFFSET = 7920  # the mixer's Gumbel / Dirichlet samples
 VAL_BATCH_SEED_OFFSET = 1  # validation batches of bilevel strategies
+SHIFTNAS_INIT_SEED_OFFSET = 7921  # ShiftNAS's architecture generator: initial weights
+SHIFTNAS_NOISE_SEED_OFFSET = 7922  # ShiftNAS's Gumbel noise
 GROUNDTRUTH_INIT_SEED_OFFSET = 1000  # stand-alone training of arch i from scratch: offset + i
 
 

@@ -1,11 +1,11 @@
-"""Training strategies (one file each) and their registry: uniform, fair, sandwich, alpha, progressive, pada.
+"""Training strategies (one file each) and their registry: uniform, fair, sandwich, alpha, progressive, pada, shiftnas.
 
 Each strategy file registers its class with ``@register_strategy(name)``; importing the files here is what registers
 them (in this order, the order of ``supernet train --help``). The differentiable strategies ``darts``, ``gdas`` and
 ``drnas`` live in `supernet.gradient`, which registers them in the same `STRATEGIES` when it is imported.
 """
 
-from . import uniform, fair, sandwich, alpha, progressive, pada  # noqa: I001  (registration order)
+from . import uniform, fair, sandwich, alpha, progressive, pada, shiftnas  # noqa: I001  (registration order)
 from .base import STRATEGIES, StepOutput, Strategy, StrategyOptions, get_strategy, make_strategy, register_strategy
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "progressive",
     "register_strategy",
     "sandwich",
+    "shiftnas",
     "uniform",
 ]
