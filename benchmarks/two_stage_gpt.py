@@ -1,18 +1,19 @@
 """two_stage_gpt: does the two-stage pipeline find a better arch than random archs under the same params budget?
 
-(a) train a GPT supernet (sandwich) on Tiny Shakespeare, search it (NSGA-II over val loss and params, hard
-constraint params <= budget) and take the best feasible arch; (b) sample 20 random archs under the same budget.
+(a) train a GPT supernet (``--strategy``, default sandwich; any registered training strategy) on Tiny
+Shakespeare, search it (NSGA-II over val loss and params, hard constraint params <= budget) and take the best
+feasible arch; (b) sample 20 random archs under the same budget.
 Each arch is then trained stand-alone from scratch for the same number of steps and its val loss reported:
 found vs the best and the median random arch.
 
     python benchmarks/two_stage_gpt.py                 # full (about 30-40 min on 2 CPU cores)
     python benchmarks/two_stage_gpt.py --quick         # smaller (about 10 min)
+    python benchmarks/two_stage_gpt.py --strategy pada --seed 1
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import tempfile
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 import supernet as sn
+from supernet.files import write_json
 from supernet.finetune import train_plain, val_loss
 from supernet.searching import arch_key, search
 from supernet.training import LMTask, train
@@ -61,6 +63,7 @@ def standalone(arch: dict, task: LMTask, steps: int, batch_size: int, lr: float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--strategy", default="sandwich", help="training strategy of the supernet (supernet info)")
     ap.add_argument("--supernet-steps", type=int)
     ap.add_argument("--standalone-steps", type=int)
     ap.add_argument("--trials", type=int)
@@ -84,7 +87,7 @@ def main() -> None:
     run = train(
         space,
         text,
-        "sandwich",
+        args.strategy,
         {
             "steps": sn_steps,
             "batch_size": 32,
@@ -127,8 +130,8 @@ def main() -> None:
     rows += [("best of random", best[1], best[0]), ("median random", None, med)]
 
     table = Table(
-        title=f"two_stage_gpt: params budget {budget:,.0f}; supernet {sn_steps} steps, search {trials} "
-        f"archs, stand-alone {sa_steps} steps"
+        title=f"two_stage_gpt ({args.strategy}, seed {args.seed}): params budget {budget:,.0f}; supernet "
+        f"{sn_steps} steps, search {trials} archs, stand-alone {sa_steps} steps"
     )
     for col in ("arch", "params", "val loss (stand-alone)"):
         table.add_column(col, justify="right")
@@ -140,9 +143,11 @@ def main() -> None:
         f"found arch {verdict} the median random arch ({found_loss:.4f} vs {med:.4f}); "
         f"supernet training {t_train:.0f} s, search {t_search:.0f} s"
     )
-    (out / "two_stage_gpt.json").write_text(
-        json.dumps(
-            {
+    write_json(
+        out / "two_stage_gpt.json",
+        {
+                "strategy": args.strategy,
+                "seed": args.seed,
                 "budget": budget,
                 "found": {"arch": found, "val_loss": found_loss},
                 "random_losses": rand_losses,
@@ -151,9 +156,7 @@ def main() -> None:
                 "supernet_steps": sn_steps,
                 "standalone_steps": sa_steps,
                 "trials": trials,
-            },
-            indent=2,
-        )
+        },
     )
 
 
