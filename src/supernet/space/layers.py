@@ -24,6 +24,12 @@ from .superposition import mix_plan, pad_channels, pad_last, superposed
 Size = Any  # an int, a Choice, or a value derived from choices
 
 
+def prefix(x: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """The first ``n`` entries of ``x`` along ``dim``; ``x`` itself when it has exactly ``n`` (no slicing, so no
+    slice in the backward pass: the plain path stays as cheap as a torch layer)."""
+    return x if x.shape[dim] == n else x.narrow(dim, 0, n)
+
+
 def _check_dim(x: torch.Tensor, dim: int, expected: int, layer: str, what: str) -> None:
     if x.shape[dim] != expected:
         raise ValueError(
@@ -85,7 +91,7 @@ class Linear(Searchable):
             x.device,
             self.sliced,
             (((0, 1), None), ((0,), None)),
-            lambda sizes, params: F.linear(x[..., : sizes[1]], *params),
+            lambda sizes, params: F.linear(prefix(x, -1, sizes[1]), *params),
             lambda y, sizes: pad_last(y, sizes[0]),
         )
 
@@ -175,12 +181,15 @@ class Conv2d(Searchable):
             w = w[:, :, s : s + k, s : s + k]
         return w, None if self.bias is None else self.bias[:c_out]
 
-    def active_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Weight and bias of the active subnet."""
+    def _active_sizes(self) -> tuple[int, int, int]:
         c_in, c_out, k = self.active()
         if self.depthwise and c_in != c_out:
             raise ValueError(f"depthwise Conv2d got {c_in} in and {c_out} out channels; they must match")
-        return self.sliced((c_in, c_out, k))
+        return c_in, c_out, k
+
+    def active_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias of the active subnet."""
+        return self.sliced(self._active_sizes())
 
     def conv_args(self) -> tuple[int, int]:
         """``(padding, groups)`` under the active arch."""
@@ -193,16 +202,15 @@ class Conv2d(Searchable):
     def _conv(self, x: torch.Tensor, sizes: Sequence[int], params: Sequence[torch.Tensor | None]) -> torch.Tensor:
         c_in, c_out, _ = sizes
         padding, groups = self._conv_args(sizes)
-        x = x[:, : c_out if self.depthwise else c_in]
+        x = prefix(x, 1, c_out if self.depthwise else c_in)
         return F.conv2d(x, params[0], params[1], self.stride, padding, 1, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = mix_plan(self, self.slice_values(), "Conv2d sizes")
         if plan is None:
-            sizes = self.active()
-            params = self.active_weights()
+            sizes = self._active_sizes()
             _check_dim(x, 1, sizes[0], "Conv2d", "in_channels")
-            return self._conv(x, sizes, params)
+            return self._conv(x, sizes, self.sliced(sizes))
         i_max, o_max, _ = plan.sizes
         _check_dim(x, 1, i_max, "Conv2d (superposed)", "in_channels")
         if self.depthwise and i_max != o_max:
@@ -307,7 +315,7 @@ class BatchNorm2d(Searchable):
             self.num_batches_tracked.add_(1)
         # Slices are views, so the running stats of the active prefix are updated in place.
         return F.batch_norm(
-            x[:, :c],
+            prefix(x, 1, c),
             None if self.running_mean is None else self.running_mean[:c],
             None if self.running_var is None else self.running_var[:c],
             params[0],
@@ -358,7 +366,7 @@ class LayerNorm(Searchable):
 
     def _norm(self, x: torch.Tensor, sizes: Sequence[int], params: Sequence[torch.Tensor | None]) -> torch.Tensor:
         (d,) = sizes
-        return F.layer_norm(x[..., :d], (d,), params[0], params[1], self.eps)
+        return F.layer_norm(prefix(x, -1, d), (d,), params[0], params[1], self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = mix_plan(self, self.slice_values(), "LayerNorm normalized_shape")
@@ -471,7 +479,7 @@ class PositionalEmbedding(Searchable):
             x.device,
             lambda sizes: (self.sliced(sizes)[0][:t],),
             (((None, 0), None),),
-            lambda sizes, params: x[..., : sizes[0]] + params[0],
+            lambda sizes, params: prefix(x, -1, sizes[0]) + params[0],
             lambda y, sizes: pad_last(y, sizes[0]),
         )
 
