@@ -26,9 +26,9 @@ from rich.table import Table
 
 import supernet as sn
 from supernet.files import write_json
-from supernet.finetune import train_plain, val_loss
+from supernet.finetune import train_plain
 from supernet.searching import arch_key, search
-from supernet.training import LMTask, train
+from supernet.training import LMTask, evaluate_model, train
 
 SPACE = dict(block_size=64, embed_dims=(48, 64, 96), num_heads=(2, 3), mlp_ratios=(2, 4), depths=(1, 2, 3), head_dim=16)
 
@@ -57,7 +57,7 @@ def standalone(arch: dict, task: LMTask, steps: int, batch_size: int, lr: float,
     torch.manual_seed(seed)
     model = sn.spaces.gpt(**SPACE).extract(arch)
     train_plain(model, task, steps, batch_size, lr, warmup_steps=steps // 20, seed=seed, progress=False)
-    return val_loss(model, task, max_batches=32)
+    return evaluate_model(model, task, max_batches=32)["loss"]
 
 
 def main() -> None:
