@@ -15,7 +15,7 @@ from supernet.training.strategies.pada import (
     logit_gradient_norms,
     mixed_probabilities,
 )
-from test_train_common import conv_space, image_task, make_context, mlp_space, vector_task
+from test_train_common import make_context, mlp_space, straight_and_resumed, vector_task
 from tiny_spaces import TINY, tiny_space
 
 
@@ -146,28 +146,8 @@ def _config(n: int) -> dict:
 
 def test_pada_resumes_exactly(tmp_path, monkeypatch) -> None:
     n = 6
-    options = {"update_every": 4}  # refreshes at steps 4 and 8: one on each side of the kill at step 6
-    straight = sn.train(conv_space(0), image_task(), "pada", {**_config(n), "strategy_options": options},
-                        run_dir=tmp_path / "a", device="cpu")
-    cls = sn.training.STRATEGIES["pada"]
-    original = cls.step
-
-    def die_at_n(self, ctx, batch):
-        if ctx.step == n:
-            raise KeyboardInterrupt
-        return original(self, ctx, batch)
-
-    with monkeypatch.context() as m:
-        m.setattr(cls, "step", die_at_n)
-        with pytest.raises(KeyboardInterrupt):
-            sn.train(conv_space(0), image_task(), "pada", {**_config(n), "strategy_options": options},
-                     run_dir=tmp_path / "b", device="cpu")
-    resumed = sn.train(conv_space(1), image_task(), "pada", {**_config(n), "strategy_options": options},
-                       run_dir=tmp_path / "b", device="cpu", resume=True)
-    assert resumed.losses == pytest.approx(straight.losses[n:], abs=1e-6)
-    a, b = straight.space.state_dict(), resumed.space.state_dict()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+    config = {**_config(n), "strategy_options": {"update_every": 4}}  # refreshes at 4 and 8: around the kill at 6
+    straight, resumed = straight_and_resumed(tmp_path, monkeypatch, "pada", config, kill_at=n)
     sa, sb = straight.strategy, resumed.strategy
     assert sa.paths.probs == sb.paths.probs and sa.paths.mean == sb.paths.mean
     torch.testing.assert_close(sa.data.probs, sb.data.probs, rtol=0, atol=0)

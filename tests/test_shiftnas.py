@@ -10,7 +10,7 @@ import torch
 
 import supernet as sn
 from supernet.training.strategies.shiftnas import BinShift, CostTable
-from test_train_common import conv_space, image_task, make_context
+from test_train_common import conv_space, image_task, make_context, straight_and_resumed
 from tiny_spaces import TINY, tiny_space
 
 
@@ -70,25 +70,7 @@ def _config(n: int) -> dict:
 
 def test_shiftnas_resumes_exactly(tmp_path, monkeypatch) -> None:
     n = 6  # shifts at steps 4 and 8: one on each side of the kill at step 6
-    straight = sn.train(conv_space(0), image_task(), "shiftnas", _config(n), run_dir=tmp_path / "a", device="cpu")
-    cls = sn.training.STRATEGIES["shiftnas"]
-    original = cls.step
-
-    def die_at_n(self, ctx, batch):
-        if ctx.step == n:
-            raise KeyboardInterrupt
-        return original(self, ctx, batch)
-
-    with monkeypatch.context() as m:
-        m.setattr(cls, "step", die_at_n)
-        with pytest.raises(KeyboardInterrupt):
-            sn.train(conv_space(0), image_task(), "shiftnas", _config(n), run_dir=tmp_path / "b", device="cpu")
-    resumed = sn.train(conv_space(1), image_task(), "shiftnas", _config(n), run_dir=tmp_path / "b", device="cpu",
-                       resume=True)
-    assert resumed.losses == pytest.approx(straight.losses[n:], abs=1e-6)
-    a, b = straight.space.state_dict(), resumed.space.state_dict()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+    straight, resumed = straight_and_resumed(tmp_path, monkeypatch, "shiftnas", _config(n), kill_at=n)
     sa, sb = straight.strategy, resumed.strategy
     assert sa.shift.probs == sb.shift.probs and sa.shift.residual == sb.shift.residual
     for (k, va), vb in zip(sa.generator.state_dict().items(), sb.generator.state_dict().values(), strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -97,3 +98,42 @@ def make_context(space: sn.SuperModule, task, strategy: str, config: dict | None
     ctx = TrainContext(space, space, task, cfg, strat.options, torch.device("cpu"), decision_kinds(space))
     strat.setup(ctx)
     return strat, ctx
+
+
+class Killed(Exception):
+    """A simulated ``kill -9`` at the start of a step (after the previous checkpoint)."""
+
+
+def kill_at_step(monkeypatch, strategy: str, step: int) -> None:
+    """Make ``strategy`` raise `Killed` at the start of 0-based ``step``."""
+    cls = sn.training.STRATEGIES[strategy]
+    original = cls.step
+
+    def step_or_die(self, ctx, batch):
+        if ctx.step == step:
+            raise Killed
+        return original(self, ctx, batch)
+
+    monkeypatch.setattr(cls, "step", step_or_die)
+
+
+def straight_and_resumed(tmp_path, monkeypatch, strategy: str, config: dict, kill_at: int):
+    """Train ``config`` on `conv_space` / `image_task` in one go, and again killed at the start of 0-based step
+    ``kill_at`` then resumed with a differently initialised space; assert equal later losses and final weights.
+
+    Returns both runs (straight, resumed) for strategy-specific checks.
+    """
+    straight = sn.train(conv_space(0), image_task(), strategy, config, run_dir=tmp_path / "a", device="cpu")
+    with monkeypatch.context() as m:
+        kill_at_step(m, strategy, kill_at)
+        with pytest.raises(Killed):
+            sn.train(conv_space(0), image_task(), strategy, config, run_dir=tmp_path / "b", device="cpu")
+    resumed = sn.train(conv_space(1), image_task(), strategy, config, run_dir=tmp_path / "b", device="cpu",
+                       resume=True)
+    assert resumed.losses == pytest.approx(straight.losses[kill_at:], abs=1e-6)
+    a, b = straight.space.state_dict(), resumed.space.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+    return straight, resumed
+

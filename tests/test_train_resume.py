@@ -9,25 +9,7 @@ import torch
 
 import supernet as sn
 from supernet.training import load_run
-from supernet.training.strategies import STRATEGIES
-from test_train_common import conv_space, image_task
-
-
-class Killed(Exception):
-    pass
-
-
-def _kill_at(monkeypatch, strategy: str, step: int) -> None:
-    """Make ``strategy`` raise at the start of 0-based ``step`` (a simulated kill after the checkpoint)."""
-    cls = STRATEGIES[strategy]
-    original = cls.step
-
-    def step_or_die(self, ctx, batch):
-        if ctx.step == step:
-            raise Killed
-        return original(self, ctx, batch)
-
-    monkeypatch.setattr(cls, "step", step_or_die)
+from test_train_common import Killed, conv_space, image_task, kill_at_step, straight_and_resumed
 
 
 def _config(n: int) -> dict:
@@ -38,22 +20,8 @@ def _config(n: int) -> dict:
 @pytest.mark.parametrize("strategy", ["sandwich", "progressive"])
 def test_resume_continues_exactly(tmp_path, monkeypatch, strategy):
     n = 4
-    task = image_task()
-    straight = sn.train(conv_space(0), task, strategy, _config(n), run_dir=tmp_path / "a", device="cpu")
-
-    with monkeypatch.context() as m:
-        _kill_at(m, strategy, n)
-        with pytest.raises(Killed):
-            sn.train(conv_space(0), task, strategy, _config(n), run_dir=tmp_path / "b", device="cpu")
-    # new objects: a differently initialised space, a new task object; everything comes from the checkpoint
-    resumed = sn.train(conv_space(1), image_task(), strategy, _config(n), run_dir=tmp_path / "b", device="cpu",
-                       resume=True)
+    _, resumed = straight_and_resumed(tmp_path, monkeypatch, strategy, _config(n), kill_at=n)
     assert resumed.step == 2 * n and len(resumed.losses) == n
-    assert resumed.losses == pytest.approx(straight.losses[n:], abs=1e-6)
-    a, b = straight.space.state_dict(), resumed.space.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
     # the metrics log has each step once, in order, after the resume
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 2 * n + 1))
@@ -153,7 +121,7 @@ def test_a_strategy_with_its_own_parameters_resumes_exactly(tmp_path, monkeypatc
     task = image_task()
     straight = sn.train(conv_space(0), task, "_test_temperature", _config(n), run_dir=tmp_path / "a", device="cpu")
     with monkeypatch.context() as m:
-        _kill_at(m, "_test_temperature", n)
+        kill_at_step(m, "_test_temperature", n)
         with pytest.raises(Killed):
             sn.train(conv_space(0), task, "_test_temperature", _config(n), run_dir=tmp_path / "b", device="cpu")
     resumed = sn.train(conv_space(2), task, "_test_temperature", _config(n), run_dir=tmp_path / "b", device="cpu",
