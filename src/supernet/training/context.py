@@ -153,13 +153,6 @@ class TrainContext:
         size = batch_size or self.config.batch_size
         return self._shard(self.task.train_batch(size, self.data_generator, where))
 
-    def shard_of(self, values: torch.Tensor) -> torch.Tensor:
-        """This rank's part of a per-example tensor of the global batch (the whole tensor without DDP)."""
-        if self.world_size == 1:
-            return values
-        per = values.shape[0] // self.world_size
-        return values[self.rank * per : (self.rank + 1) * per]
-
     def all_gather(self, values: torch.Tensor) -> torch.Tensor:
         """Every rank's ``values`` concatenated in rank order (the tensor itself without DDP)."""
         if not self.distributed:

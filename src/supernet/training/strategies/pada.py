@@ -76,11 +76,10 @@ def logit_gradient_norms(outputs: torch.Tensor, targets: torch.Tensor, label_smo
     return (probs - target).norm(dim=-1).reshape(logits.shape[0], -1).mean(dim=1)
 
 
-def _previous(choice: Choice, option: Any) -> Any | None:
-    """The option ranked just below ``option`` (None for the smallest)."""
+def _previous_options(choice: Choice) -> dict[Any, Any]:
+    """``{option: the option ranked just below it}`` (None for the smallest)."""
     ranked = sorted(choice.options, key=choice._rank)
-    i = ranked.index(option)
-    return ranked[i - 1] if i > 0 else None
+    return dict(zip(ranked, (None, *ranked[:-1]), strict=True))
 
 
 def _grad_view(param: torch.Tensor, view: torch.Tensor) -> torch.Tensor | None:
@@ -92,12 +91,17 @@ def _grad_view(param: torch.Tensor, view: torch.Tensor) -> torch.Tensor | None:
     return grad.as_strided(view.size(), view.stride(), offset)
 
 
-def _squared_grad_norm(modules: list[nn.Module]) -> float:
-    total = 0.0
+# Squared norms stay tensors on the parameters' device until `PathImportance.record` reads them all at once: one
+# device sync per step instead of one per parameter.
+Squared = torch.Tensor | float
+
+
+def _squared_grad_norm(modules: list[nn.Module]) -> Squared:
+    total: Squared = 0.0
     for m in modules:
         for p in m.parameters():
             if p.grad is not None:
-                total += float(p.grad.detach().float().square().sum())
+                total = total + p.grad.detach().float().square().sum()
     return total
 
 
@@ -110,7 +114,8 @@ class PathImportance:
 
     def __init__(self, space: SuperModule) -> None:
         self.decisions: dict[str, Choice] = dict(space.decisions)
-        # Where each decision's options own weights: (module, how) with how in {"choice", "repeat", "layer"}.
+        self.previous = {name: _previous_options(c) for name, c in self.decisions.items()}
+        # The searchable modules whose weights each decision's options select (LayerChoice, Repeat, sized layers).
         self.users: dict[str, list[nn.Module]] = {name: [] for name in self.decisions}
         by_choice = {c: name for name, c in self.decisions.items()}
         for module in space.net.modules():
@@ -133,12 +138,15 @@ class PathImportance:
 
     def option_norm(self, name: str, arch: Mapping[str, Any]) -> float:
         """Gradient norm of the weights that ``arch``'s option of decision ``name`` uses (after a backward)."""
+        squared = self._squared_norm(name, {c: arch[n] for n, c in self.decisions.items()})
+        return math.sqrt(max(float(squared), 0.0))
+
+    def _squared_norm(self, name: str, here: dict[Choice, Any]) -> Squared:
         choice = self.decisions[name]
-        option = arch[name]
-        here = {c: arch[n] for n, c in self.decisions.items()}
+        option = here[choice]
         before = dict(here)
-        prev = _previous(choice, option)
-        total = 0.0
+        prev = self.previous[name][option]
+        total: Squared = 0.0
         for module in self.users[name]:
             if isinstance(module, LayerChoice):
                 total += _squared_grad_norm([module.candidates[str(option)]])
@@ -152,16 +160,16 @@ class PathImportance:
                 total += _squared_grad_norm(list(module.blocks[start:depth]))
             else:
                 total += self._added_slice(module, choice, here, prev)
-        return math.sqrt(max(total, 0.0))
+        return total
 
     @staticmethod
-    def _added_slice(module: Searchable, choice: Choice, here: dict[Choice, Any], prev: Any | None) -> float:
+    def _added_slice(module: Searchable, choice: Choice, here: dict[Choice, Any], prev: Any | None) -> Squared:
         values = module.slice_values()
         sizes = tuple(int(_value_at(v, here)) for v in values)
         params = list(module.parameters(recurse=False))
 
-        def squared(views: Any) -> float:
-            out = 0.0
+        def squared(views: Any) -> Squared:
+            out: Squared = 0.0
             for view in views:
                 if view is None:
                     continue
@@ -169,7 +177,7 @@ class PathImportance:
                 base = next((p for p in params if p.untyped_storage().data_ptr() == ptr), None)
                 g = None if base is None else _grad_view(base, view)
                 if g is not None:
-                    out += float(g.float().square().sum())
+                    out = out + g.float().square().sum()
             return out
 
         with torch.no_grad():
@@ -182,11 +190,15 @@ class PathImportance:
 
     def record(self, arch: Mapping[str, Any]) -> None:
         """Add the current gradients' norms for ``arch``'s options to this period's sums."""
-        for name, choice in self.decisions.items():
-            if not self.users[name] or len(choice.options) < 2:
-                continue
-            k = choice.index(arch[name])
-            self.sums[name][k] += self.option_norm(name, arch)
+        here = {c: arch[n] for n, c in self.decisions.items()}
+        names = [n for n, c in self.decisions.items() if self.users[n] and len(c.options) > 1]
+        squared = {n: self._squared_norm(n, here) for n in names}
+        on_device = [n for n in names if torch.is_tensor(squared[n])]
+        if on_device:
+            squared.update(zip(on_device, torch.stack([squared[n] for n in on_device]).tolist(), strict=True))
+        for name in names:
+            k = self.decisions[name].index(arch[name])
+            self.sums[name][k] += math.sqrt(max(float(squared[name]), 0.0))
             self.counts[name][k] += 1
 
     def refresh(self, weight: float) -> None:
