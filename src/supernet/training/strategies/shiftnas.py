@@ -7,15 +7,16 @@ trained worst; an *architecture generator* then turns a target cost inside the b
 
 * **Cost table.** The cost of an arch is modelled as additive over decisions, ``c(a) = c0 + sum_d T_d[a_d]``,
   fitted by least squares to the exact cost (`supernet.cost`) of ``cost_samples`` random archs plus the largest and
-  smallest; cheap and differentiable in the decisions' one-hot (or soft) weights. NAS-Bench-201's FLOPs are exactly
+  smallest; cheap, and differentiable in the decisions' option probabilities. NAS-Bench-201's FLOPs are exactly
   additive; for entangled sizes (width x width) the fit is approximate (its R^2 is recorded in the state).
 * **Generator.** A small MLP maps the normalised target ``(t - c_min) / (c_max - c_min)`` to logits for every
   decision. An arch is drawn with the straight-through Gumbel-softmax (hard one-hot forward, soft gradient) and run
   through `supernet.space.superposition` with hard picks, so the supernet's loss reaches the generator's weights.
-  Its loss: the supernet loss plus ``cost_weight * E[(c(a) - t)^2] / (c_max - c_min)^2`` over archs drawn from the
-  softmax probabilities (the squared error of the mean cost plus the variance, so the generator commits to archs
+  Its loss: the supernet loss plus ``cost_weight * ((E[c(a)] - t)^2 + VARIANCE_WEIGHT * Var[c(a)]) / (c_max -
+  c_min)^2`` over archs drawn from the softmax probabilities (the variance term makes the generator commit to archs
   of the target cost instead of averaging extremes), averaged with the same term at ``cost_targets`` more targets
-  drawn uniformly over the range (cheap: no supernet forward). It has its own Adam optimizer.
+  drawn uniformly over the range (one batched pass of the generator, no supernet forward). It has its own Adam
+  optimizer.
 * **Probability shift.** The measured signal: for every trained subnet, its loss minus the loss predicted for its
   cost by a running linear fit of loss on cost over all bins (exponential averages with ``momentum``). Per bin the
   residuals are averaged the same way; every ``shift_every`` steps the bins are sampled with
@@ -64,6 +65,12 @@ class ShiftNASOptions(StrategyOptions):
     momentum: float = Field(0.95, ge=0, lt=1)
 
 
+# The weight of the cost variance in the generator's cost loss (see `CostTable.squared_error`): 1 (the full expected
+# squared error) made a 24-arch test space generate one arch for every target; 0 (the squared error of the mean
+# only) let it average cheap and dear options instead of committing; 0.2 did neither.
+VARIANCE_WEIGHT = 0.2
+
+
 class CostTable:
     """An additive cost model ``c0 + sum_d T_d[option]`` fitted to exact costs of sampled archs."""
 
@@ -95,24 +102,19 @@ class CostTable:
             i += len(c.options)
         return cls(float(coef[0]), tables, r2)
 
-    def cost(self, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The table cost under per-decision option weights (one-hot: an arch; soft: an expectation)."""
-        total: Any = self.bias
-        for name, w in weights.items():
-            total = total + (w * torch.tensor(self.tables[name], dtype=w.dtype, device=w.device)).sum()
-        return torch.as_tensor(total)
-
-    def squared_error(self, probs: Mapping[str, torch.Tensor], target: float) -> torch.Tensor:
-        """``E[(c(a) - target)^2]`` for archs drawn with independent per-decision ``probs``: the squared error of
-        the mean plus the sum of the decisions' variances (so the distributions sharpen onto one arch)."""
+    def squared_error(self, probs: Mapping[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """Per target, ``(E[c(a)] - target)^2 + VARIANCE_WEIGHT * Var[c(a)]`` for archs drawn with independent
+        per-decision ``probs`` (rows: one per target, columns: options). The variance term makes the
+        distributions sharpen onto one arch; at weight 1 the sum would be ``E[(c(a) - target)^2]``, which in our
+        runs collapsed every target onto one arch."""
         mean: Any = self.bias
         var: Any = 0.0
         for name, p in probs.items():
             t = torch.tensor(self.tables[name], dtype=p.dtype, device=p.device)
-            m = (p * t).sum()
+            m = p @ t
             mean = mean + m
-            var = var + (p * t.square()).sum() - m.square()
-        return (mean - target) ** 2 + 0.2 * var
+            var = var + p @ t.square() - m.square()
+        return (mean - targets) ** 2 + VARIANCE_WEIGHT * var
 
     def arch_cost(self, arch: Mapping[str, Any], options: Mapping[str, tuple[Any, ...]]) -> float:
         """The table cost of ``arch``."""
@@ -142,11 +144,12 @@ class Generator(nn.Module):
         self.body = nn.Sequential(nn.Linear(features + 1, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.heads = nn.ModuleList(nn.Linear(hidden, k) for k in option_counts.values())
 
-    def forward(self, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        t = target.reshape(1, 1)
+    def forward(self, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits ``(len(targets), options)`` per decision for a 1-D tensor of normalised targets."""
+        t = targets.reshape(-1, 1)
         bumps = torch.exp(-0.5 * ((t - self.centres) / self.width) ** 2)
         h = self.body(torch.cat([t, bumps], dim=1))
-        return {name: head(h)[0] for name, head in zip(self.names, self.heads, strict=True)}
+        return {name: head(h) for name, head in zip(self.names, self.heads, strict=True)}
 
 
 class BinShift:
@@ -233,9 +236,10 @@ class ShiftNAS(Strategy):
         """The complexity bin of ``cost``."""
         return min(self.options.bins - 1, max(0, int(self.normalised(cost) * self.options.bins)))
 
-    def _logits(self, target: float) -> dict[str, torch.Tensor]:
+    def _logits(self, targets: list[float]) -> dict[str, torch.Tensor]:
+        """The generator's logits for ``targets`` (in cost units), one row per target."""
         device = next(self.generator.parameters()).device
-        return self.generator(torch.tensor([self.normalised(target)], device=device))
+        return self.generator(torch.tensor([self.normalised(t) for t in targets], device=device))
 
     @torch.no_grad()
     def generate(self, complexity: float) -> dict[str, Any]:
@@ -248,9 +252,9 @@ class ShiftNAS(Strategy):
                 f"complexity {complexity:g} is outside this space's {self.options.metric} range "
                 f"[{self.low:g}, {self.high:g}]"
             )
-        logits = self._logits(complexity)
+        logits = self._logits([complexity])
         arch = {n: c.options[0] for n, c in self.choices.items()}
-        arch.update({n: self.options_of[n][int(v.argmax())] for n, v in logits.items()})
+        arch.update({n: self.options_of[n][int(v[0].argmax())] for n, v in logits.items()})
         return arch
 
     def table_cost(self, arch: Mapping[str, Any]) -> float:
@@ -266,25 +270,26 @@ class ShiftNAS(Strategy):
         b = ctx.rng.choices(range(o.bins), weights=self.shift.probs)[0]
         width = (self.high - self.low) / o.bins
         target = self.low + width * (b + ctx.rng.random())
-        logits = self._logits(target)
-        soft, mixes, arch = {}, {}, {n: c.options[0] for n, c in ctx.space.decisions.items()}
-        for name, z in logits.items():
+        # The cost term needs no forward of the supernet: fit it on a few more targets across the range as well,
+        # in one batched pass of the generator (row 0: the target of this step's subnet).
+        targets = [target] + [self.low + (self.high - self.low) * ctx.rng.random() for _ in range(o.cost_targets)]
+        logits = self._logits(targets)
+        mixes, arch = {}, {n: c.options[0] for n, c in ctx.space.decisions.items()}
+        for name, rows in logits.items():
+            z = rows[0]
             u = torch.rand(z.shape, generator=self.noise).clamp(1e-10, 1 - 1e-10).to(z.device)
             y_soft = torch.softmax((z - torch.log(-torch.log(u))) / o.gumbel_temperature, 0)
             index = int(y_soft.argmax())
             hard = F.one_hot(torch.tensor(index, device=z.device), z.numel()).to(y_soft.dtype)
             mixes[self.choices[name]] = Mix(hard - y_soft.detach() + y_soft, index)
-            soft[name] = torch.softmax(z, 0)
             arch[name] = self.options_of[name][index]
         with superposition(mixes):
             out = ctx.forward(arch, x)
         loss = ctx.loss(out, y)
-        # The cost term needs no forward of the supernet: fit it on a few more targets across the range as well.
-        extra = [self.low + (self.high - self.low) * ctx.rng.random() for _ in range(o.cost_targets)]
-        errors = [self.table.squared_error(soft, target)]
-        errors += [self.table.squared_error({n: torch.softmax(z, 0) for n, z in self._logits(t).items()}, t)
-                   for t in extra]
-        cost_loss = torch.stack(errors).mean() / (self.high - self.low) ** 2
+        probs = {n: torch.softmax(rows, dim=-1) for n, rows in logits.items()}
+        wanted = torch.tensor(targets, dtype=torch.float64, device=out.device)
+        squared = self.table.squared_error({n: p.double() for n, p in probs.items()}, wanted)
+        cost_loss = (squared.mean() / (self.high - self.low) ** 2).float()
         ctx.backward(loss + o.cost_weight * cost_loss)
         ctx.all_reduce_grads(self.generator.parameters())
         self.optimizer.step()
