@@ -39,19 +39,10 @@ from supernet.searching import (
 )
 from supernet.searching.study import HEARTBEAT_GRACE_S, STALL_TRIALS, WORKER_ATTR, open_study, worker_is_gone
 from supernet.training import load_run
-from tiny_spaces import tiny_space
+from tiny_spaces import TINY_GPT_RUN_YAML, tiny_space
 
 torch.set_num_threads(1)
 
-RUN_YAML = """
-run_dir: {run_dir}
-device: cpu
-space: {{name: gpt, kwargs: {{block_size: 8, embed_dims: [8, 16], num_heads: [1, 2], mlp_ratios: [2],
-        depths: [1, 2], head_dim: 4}}}}
-data: {{name: shakespeare}}
-train: {{steps: 2, batch_size: 4, strategy: uniform, progress: false}}
-search: {{algorithm: random, trials: 5, eval_batches: 1, eval_batch_size: 8, bn_batches: 0}}
-"""
 RUN_ARCHS = 12  # embed 2 x (depth 1: 2 head options + depth 2: 4 head combinations)
 
 
@@ -60,7 +51,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained GPT run (12 distinct subnets) made by ``supernet train``."""
     root = tmp_path_factory.mktemp("run")
     cfg = root / "cfg.yaml"
-    cfg.write_text(RUN_YAML.format(run_dir=root / "run"))
+    cfg.write_text(TINY_GPT_RUN_YAML.format(run_dir=root / "run", search="algorithm: random, trials: 5"))
     assert main(["train", str(cfg)]) == 0
     return root / "run"
 

@@ -32,18 +32,10 @@ from supernet.searching import (
 from supernet.searching.report import front_table
 from supernet.seeding import RESTART_SEED_STRIDE, restart_seed
 from supernet.training import ConfigError
+from tiny_spaces import TINY_GPT_RUN_YAML
 
 torch.set_num_threads(1)
 RUN_V1 = Path(__file__).parent / "data" / "run_v1"
-RUN_YAML = """
-run_dir: {run_dir}
-device: cpu
-space: {{name: gpt, kwargs: {{block_size: 8, embed_dims: [8, 16], num_heads: [1, 2], mlp_ratios: [2],
-        depths: [1, 2], head_dim: 4}}}}
-data: {{name: shakespeare}}
-train: {{steps: 2, batch_size: 4, strategy: uniform, progress: false}}
-search: {{{search}, trials: 3, eval_batches: 1, eval_batch_size: 8, bn_batches: 0}}
-"""
 
 
 def width_space(n: int = 6) -> sn.SuperModule:
@@ -68,7 +60,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained GPT run made by ``supernet train`` (its config's search section uses the new key)."""
     root = tmp_path_factory.mktemp("run")
     cfg = root / "cfg.yaml"
-    cfg.write_text(RUN_YAML.format(run_dir=root / "run", search="algorithm: random"))
+    cfg.write_text(TINY_GPT_RUN_YAML.format(run_dir=root / "run", search="algorithm: random, trials: 3"))
     assert main(["train", str(cfg)]) == 0
     return root / "run"
 
@@ -117,7 +109,7 @@ def test_a_registered_algorithm_is_usable_from_the_api_the_config_and_the_cli(
 
     run = Path(shutil.copytree(run_dir, tmp_path / "run"))
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(RUN_YAML.format(run_dir=run, search="algorithm: toy_random"))
+    cfg.write_text(TINY_GPT_RUN_YAML.format(run_dir=run, search="algorithm: toy_random, trials: 3"))
     assert main(["search", str(run), "--config", str(cfg), "--no-progress", "--device", "cpu"]) == 0
     assert json.loads((run / "search" / "pareto.json").read_text())["algorithm"] == "toy_random"
     assert main(["search", str(run), "--algorithm", "toy_random", "--trials", "4", "--no-progress"]) == 0
@@ -259,7 +251,7 @@ def test_cli_old_flag_and_old_config_key_work_with_a_note(
     assert json.loads((run / "search" / "pareto.json").read_text())["algorithm"] == "evolution"
 
     cfg = tmp_path / "old.yaml"
-    cfg.write_text(RUN_YAML.format(run_dir=run, search="strategy: evolution, population_size: 2"))
+    cfg.write_text(TINY_GPT_RUN_YAML.format(run_dir=run, search="strategy: evolution, population_size: 2, trials: 3"))
     assert main(["search", str(run), "--config", str(cfg), "--trials", "4", "--no-progress"]) == 0
     assert "note:" in capsys.readouterr().err
     assert main(["search", str(run), "--strategy", "random", "--algorithm", "nsga2", "--no-progress"]) == 2

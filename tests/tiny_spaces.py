@@ -43,3 +43,15 @@ TINY: dict[str, dict[str, Any]] = {
 def tiny_space(name: str, **overrides: Any) -> sn.SuperModule:
     """A small instance of ready space ``name``; ``overrides`` replace its tiny settings."""
     return build_space(name, **{**TINY[name], **overrides})
+
+
+# A `supernet train` config of a tiny GPT run on Tiny Shakespeare (2 steps); fill in run_dir and the search section.
+TINY_GPT_RUN_YAML = """
+run_dir: {run_dir}
+device: cpu
+space: {{name: gpt, kwargs: {{block_size: 8, embed_dims: [8, 16], num_heads: [1, 2], mlp_ratios: [2],
+        depths: [1, 2], head_dim: 4}}}}
+data: {{name: shakespeare}}
+train: {{steps: 2, batch_size: 4, strategy: uniform, progress: false}}
+search: {{{search}, eval_batches: 1, eval_batch_size: 8, bn_batches: 0}}
+"""
