@@ -153,3 +153,28 @@ def test_cli_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "not a training run directory" in capsys.readouterr().err
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     assert sn.cost is not None
+
+
+def test_search_starts_from_a_shiftnas_generator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import optuna
+
+    from supernet.searching import arch_key
+    from supernet.training.strategies.shiftnas import load_generator
+
+    run_dir = tmp_path / "run"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(TINY_YAML.format(run_dir=run_dir).replace("strategy: uniform", "strategy: shiftnas"))
+    assert main(["train", str(cfg)]) == 0
+    assert main(["search", str(run_dir), "--start-generated", "4", "--no-progress", "--device", "cpu"]) == 0
+    start = load_generator(run_dir).spread(4)
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{run_dir / 'search' / 'study.db'}")
+    space = load_run(run_dir).space
+    first = [t.user_attrs["key"] for t in sorted(study.trials, key=lambda t: t.number)[: len(start)]]
+    assert first == [arch_key(space, a) for a in start]
+
+    uniform_dir = tmp_path / "uniform"
+    cfg.write_text(TINY_YAML.format(run_dir=uniform_dir))
+    assert main(["train", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["search", str(uniform_dir), "--start-generated", "4", "--no-progress", "--device", "cpu"]) == 2
+    assert "trained with uniform, not shiftnas" in capsys.readouterr().err

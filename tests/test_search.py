@@ -190,3 +190,32 @@ def test_resume_with_other_objectives_is_refused(tmp_path) -> None:
     search(space, Synthetic(space), objectives=["loss"], trials=2, storage=storage, progress=False)
     with pytest.raises(ValueError, match="made with"):
         search(space, Synthetic(space), objectives=["loss", "params"], trials=2, storage=storage, progress=False)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "evolution", "nsga2"])
+def test_start_archs_are_evaluated_first_and_queued_once(tmp_path, algorithm: str) -> None:
+    space = tiny_space()
+    start = [space.max_arch(), space.min_arch(), space.sample(seed=5)]
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = Synthetic(space)
+    search(space, first, algorithm=algorithm, trials=5, storage=storage, population_size=4, progress=False,
+           start_archs=start)
+    study = optuna.load_study(study_name="search", storage=storage)
+    ordered = sorted(study.trials, key=lambda t: t.number)
+    assert [t.user_attrs["key"] for t in ordered[:3]] == [arch_key(space, a) for a in start]
+    # resuming with more trials does not queue them again
+    again = Synthetic(space)
+    search(space, again, algorithm=algorithm, trials=8, storage=storage, population_size=4, progress=False,
+           start_archs=start)
+    assert not set(again.calls) & set(first.calls)
+    keys = [t.user_attrs.get("key") for t in optuna.load_study(study_name="search", storage=storage).trials]
+    assert all(keys.count(arch_key(space, a)) == 1 for a in start)
+
+
+def test_a_start_arch_outside_the_space_is_refused_before_any_trial() -> None:
+    space = tiny_space()
+    calls = Synthetic(space)
+    bad = dict(space.max_arch(), embed_dim=7)
+    with pytest.raises(ValueError, match=r"start_archs\[1\] is not an arch of this space.*embed_dim"):
+        search(space, calls, trials=3, progress=False, start_archs=[space.max_arch(), bad])
+    assert not calls.calls

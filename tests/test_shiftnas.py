@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import supernet as sn
-from supernet.training.strategies.shiftnas import BinShift, CostTable
+from supernet.training.strategies.shiftnas import BinShift, CostTable, load_generator
 from test_train_common import conv_space, image_task, make_context, straight_and_resumed
 from tiny_spaces import TINY, tiny_space
 
@@ -92,3 +92,26 @@ def test_shiftnas_trains_every_ready_space(name: str) -> None:
     assert len(run.losses) == 4 and all(torch.isfinite(torch.tensor(run.losses)))
     arch = run.strategy.generate((run.strategy.low + run.strategy.high) / 2)
     space.validate(arch)
+
+
+def test_load_generator_restores_the_runs_generator_and_spreads_over_the_cost_range(tmp_path) -> None:
+    run = sn.train(conv_space(0), image_task(), "shiftnas", _config(6), run_dir=tmp_path / "run", device="cpu")
+    loaded = load_generator(tmp_path / "run", space=conv_space(1))
+    assert (loaded.low, loaded.high) == (run.strategy.low, run.strategy.high)
+    for t in (loaded.low, (loaded.low + loaded.high) / 2, loaded.high):
+        assert loaded.generate(t) == run.strategy.generate(t)
+    expected: list[dict] = []
+    for i in range(8):
+        arch = run.strategy.generate(loaded.low + (loaded.high - loaded.low) * (i + 0.5) / 8)
+        if arch not in expected:
+            expected.append(arch)
+    assert loaded.spread(8) == expected
+    with pytest.raises(ValueError, match="count must be at least 1"):
+        loaded.spread(0)
+
+
+def test_load_generator_refuses_a_run_of_another_strategy(tmp_path) -> None:
+    cfg = {"steps": 2, "batch_size": 8, "progress": False, "seed": 0}
+    sn.train(conv_space(0), image_task(), "uniform", cfg, run_dir=tmp_path / "u", device="cpu")
+    with pytest.raises(ValueError, match="trained with uniform, not shiftnas"):
+        load_generator(tmp_path / "u", space=conv_space(0))

@@ -18,6 +18,7 @@ from ._util import device_arg, formatter, friendly, method_list, overrides
 EXAMPLE = """example:
   supernet search runs/gpt --algorithm nsga2 --objectives loss,params --constraint "params <= 500k" --trials 60
   supernet search runs/gpt --workers 2                       # 2 local processes on one SQLite study
+  supernet search runs/gpt-shiftnas --start-generated 8      # begin with the ShiftNAS generator's archs
   supernet search runs/gpt --storage postgresql://user@host/db --study-name gpt   # one study across machines
 Rerunning the same command resumes the study (nothing is evaluated twice).
 Writes RUN_DIR/search/pareto.json, pareto.csv, trials.csv, pareto.png and study.db.
@@ -66,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-batches", dest="eval_batches", type=int, help="val batches per arch")
     p.add_argument("--population-size", dest="population_size", type=int, help="evolution/NSGA-II population")
+    p.add_argument(
+        "--start-generated",
+        dest="start_generated",
+        type=int,
+        metavar="N",
+        help="a shiftnas run: evaluate first the generator's archs for N costs spread over the range",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     device_arg(p)
     p.set_defaults(func=friendly(run))
@@ -113,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
     from ..searching.report import front_table
 
     cfg = search_config(args)
+    start = None
+    if args.start_generated is not None:
+        from ..training.strategies.shiftnas import load_generator
+
+        start = load_generator(args.run_dir).spread(args.start_generated)
     result = search(
         args.run_dir,
         objectives=cfg.objectives,
@@ -131,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         latency_device=cfg.latency_device,
         device=args.device,
         progress=not args.no_progress,
+        start_archs=start,
     )
     console = Console()
     console.print(front_table(result.to_json()))

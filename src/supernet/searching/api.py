@@ -44,6 +44,7 @@ def search(
     progress: bool = True,
     screen: Screen | None = None,
     screen_candidates: int = 8,
+    start_archs: Sequence[Mapping[str, Any]] | None = None,
     *,
     strategy: str | None = None,
 ) -> SearchResult:
@@ -83,6 +84,9 @@ def search(
             ``predictor.objective()``: each trial draws ``screen_candidates`` proposals (random archs, or
             evolution's mutated children) and evaluates only the best-scoring one. Not with ``"nsga2"``.
         screen_candidates: proposals per trial when ``screen`` is given.
+        start_archs: archs to evaluate first, e.g. a ShiftNAS run's generated archs across the cost range
+            (``supernet.training.strategies.shiftnas.load_generator(run_dir).spread(8)``); queued as the first
+            trials of a new study, and the algorithm continues from them.
         strategy: deprecated name of ``algorithm`` (a DeprecationWarning; removed in the next release).
 
     Returns:
@@ -116,5 +120,5 @@ def search(
         progress=progress,
     )
     searcher = Searcher(space_or_run, settings, evaluator=evaluator, example_input=example_input, task=task,
-                        screen=screen)
+                        screen=screen, start_archs=start_archs)
     return searcher.search()

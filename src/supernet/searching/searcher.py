@@ -16,6 +16,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, final
 
@@ -25,7 +26,7 @@ from optuna.storages import BaseStorage
 
 from ..device import resolve_device
 from ..seeding import restart_seed
-from ..space import SuperModule
+from ..space import ArchError, SuperModule
 from ..training.checkpoint import run_dir_of
 from .costs import CostModel
 from .objectives import (
@@ -45,6 +46,7 @@ from .study import (
     BudgetCallback,
     Evaluator,
     SearchSetup,
+    SearchSpace,
     budget_status,
     close_storage,
     fail_dead_trials,
@@ -76,6 +78,10 @@ class Searcher:
         task: the `supernet.training.Task` to evaluate on, for runs whose data cannot be rebuilt from the run dir.
         screen: a cheap score ``fn(arch) -> float`` (higher is better) that picks one of
             ``settings.screen_candidates`` proposals per trial.
+        start_archs: archs evaluated first (queued as the first trials of a new study; a resumed study has them
+            already), e.g. a ShiftNAS generator's archs across the cost range (`supernet.training.strategies.
+            shiftnas.load_generator`). The algorithm then proceeds from them (evolution and NSGA-II take them into
+            their first population).
 
     Attributes set by the hooks: ``run_dir``, ``out_dir``, ``storage_url``, ``storage``, ``study``, ``setup`` (the
     in-process `SearchSetup` with the ``cost_model``), ``result`` and ``done`` (how far the search got).
@@ -90,8 +96,10 @@ class Searcher:
         example_input: Any = None,
         task: Any = None,
         screen: Screen | None = None,
+        start_archs: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.source = source
+        self.start_archs = [dict(a) for a in start_archs or ()]
         self.settings = settings if isinstance(settings, SearchSettings) else SearchSettings.create(settings)
         self.evaluator, self.example_input, self.task, self.screen = evaluator, example_input, task, screen
         self.run_dir: Path | None = None
@@ -156,6 +164,8 @@ class Searcher:
         self.study = open_study(self.storage, s.study_name, s.objectives, s.constraints)  # created once, here
         fail_dead_trials(self.study)  # trials left RUNNING by killed processes of this host: their archs are free now
         self._existing = len(self.study.get_trials(deepcopy=False))
+        if self.start_archs:
+            self._queue_start_archs()
 
     def run_search(self) -> None:
         """Run trials until the budget is met: in this process, or in ``settings.workers`` worker processes."""
@@ -240,6 +250,25 @@ class Searcher:
         )
         setup.screen, setup.screen_candidates = self.screen, s.screen_candidates
         return setup
+
+    def _queue_start_archs(self) -> None:
+        """Check ``start_archs`` against the space; queue them as the first trials of a new study."""
+        if self.setup is not None:
+            space = self.setup.space
+        else:
+            space = _load_space(self.run_dir, "cpu") if self.run_dir is not None else _space_of(self.source)
+        view = SearchSpace(space)
+        params = []
+        for i, arch in enumerate(self.start_archs):
+            try:
+                params.append(view.encode(arch))
+            except ArchError as e:
+                raise ValueError(f"start_archs[{i}] is not an arch of this space: {e}") from e
+        if self._existing:  # a resumed study: the start archs were queued when it began
+            return
+        assert self.study is not None
+        for p in params:
+            self.study.enqueue_trial(p, skip_if_exists=True)
 
     def make_cost_model(self, space: SuperModule, example_input: Any) -> CostModel:
         """The cost model (params, FLOPs, latency) of ``space``'s subnets."""

@@ -307,6 +307,18 @@ class SearchSpace:
             out[name] = value if self.encoded[name] is options or self.encoded[name] == options else options[value]
         return out
 
+    def encode(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """Arch dict (validated against the space) -> Optuna params; the inverse of `decode`."""
+        arch = self.space.validate(arch)
+        out = {}
+        for name, options in self.space.choices.items():
+            encoded = self.encoded[name]
+            if encoded is options or encoded == options:
+                out[name] = arch[name]
+            else:  # `validate` returns the space's own option object
+                out[name] = next(i for i, o in enumerate(options) if o is arch[name])
+        return out
+
     def active_params(self, params: Mapping[str, Any]) -> list[str]:
         """The params (decisions) that matter under ``params`` (mutating the others changes nothing)."""
         active = active_decisions(self.space, self.decode(params))

@@ -25,6 +25,7 @@ from ..files import (
     write_tensors,
     write_text,
 )
+from ..space import SuperModule
 
 RUN_FORMAT = "supernet-run"
 RUN_VERSION = 1
@@ -75,6 +76,26 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{Path(run_dir)} is not a training run directory (no {RUN_JSON} there)")
     return read_json(path, RunFile, "supernet run.json")
+
+
+def build_run_space(run_dir: str | Path, meta: Mapping[str, Any] | None = None) -> SuperModule:
+    """The space of a run rebuilt from ``run.json``'s spec (untrained weights), with `supernet.spaces.build_space`
+    (a ready space, one registered with ``sn.spaces.register_space``, or a ``module:function`` name).
+
+    Raises:
+        ValueError: the run was trained on a space built by hand (no spec): pass that space instead.
+    """
+    meta = read_run_json(run_dir) if meta is None else meta
+    spec = meta.get("space")
+    if not spec:
+        raise ValueError(
+            f"{run_dir} was trained on a space built by hand (run.json records no space spec), so it cannot "
+            "be rebuilt by name: register the space (@sn.spaces.register_space) or name it as 'module:function' "
+            "in the config, or pass the same space (space=...)"
+        )
+    from ..spaces import build_space
+
+    return build_space(spec["space"], **spec.get("kwargs", {}))
 
 
 def run_dir_of(source: Any) -> Path | None:

@@ -502,15 +502,7 @@ def load_run(run_dir: str | Path, space: SuperModule | None = None, device: str 
     meta = ck.read_run_json(run_path)
     spec = meta.get("space")
     if space is None:
-        if not spec:
-            raise ValueError(
-                f"{run_path} was trained on a space built by hand (run.json records no space spec), so it cannot "
-                "be rebuilt by name: register the space (@sn.spaces.register_space) or name it as 'module:function' "
-                "in the config, or pass the same space as load_run(run_dir, space=...)"
-            )
-        from ..spaces import build_space
-
-        space = build_space(spec["space"], **spec.get("kwargs", {}))
+        space = ck.build_run_space(run_path, meta)
     ckpt = ck.latest_checkpoint(run_path)
     dev = resolve_device(device)
     if ckpt is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -79,8 +80,11 @@ class CostTable:
 
     @classmethod
     def fit(cls, space: SuperModule, measure: Any, samples: int, seed: int) -> CostTable:
-        """Fit to ``measure()`` of the active subnet for ``samples`` random archs plus the largest and smallest."""
-        decisions = list(space.decisions.items())
+        """Fit to ``measure()`` of the active subnet for ``samples`` random archs plus the largest and smallest.
+
+        Decisions with one option are left out: their cost is part of the bias.
+        """
+        decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
         rng = random.Random(seed)
         archs = [space.max_arch(), space.min_arch()] + [space.sample(rng=rng) for _ in range(samples)]
         previous = space.arch
@@ -206,10 +210,7 @@ class ShiftNAS(Strategy):
 
     def setup(self, ctx: TrainContext) -> None:
         o = self.options
-        self.options_of = {n: c.options for n, c in ctx.space.decisions.items() if len(c.options) > 1}
-        if not self.options_of:
-            raise ValueError("shiftnas needs a space with at least one decision of 2+ options")
-        self.choices = {n: ctx.space.decisions[n] for n in self.options_of}
+        self._read_decisions(ctx.space)
         example = ctx.task.example_input(1).to(ctx.device)
         measure = (
             (lambda: cost_model.flops(ctx.space, example)) if o.metric == "flops"
@@ -219,13 +220,29 @@ class ShiftNAS(Strategy):
         self.low, self.high = self.table.extremes()
         if not self.high > self.low:
             raise ValueError(f"shiftnas: every arch of this space has the same {o.metric}; nothing to shift")
-        with torch.random.fork_rng(devices=[]):  # its own init stream: the training stream is left as it was
-            torch.manual_seed(derived_seed(ctx.config.seed, SHIFTNAS_INIT_SEED_OFFSET))
-            self.generator = Generator({n: len(v) for n, v in self.options_of.items()}, o.generator_hidden)
-        self.generator.to(ctx.device)
+        self._make_generator(ctx.config.seed, ctx.device)
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=o.generator_lr)
         self.noise = torch.Generator().manual_seed(derived_seed(ctx.config.seed, SHIFTNAS_NOISE_SEED_OFFSET))
         self.shift = BinShift(o.bins, o.momentum)
+
+    def _read_decisions(self, space: SuperModule) -> None:
+        self.options_of = {n: c.options for n, c in space.decisions.items() if len(c.options) > 1}
+        if not self.options_of:
+            raise ValueError("shiftnas needs a space with at least one decision of 2+ options")
+        self.choices = {n: space.decisions[n] for n in self.options_of}
+        self.fixed = {n: c.options[0] for n, c in space.decisions.items() if n not in self.options_of}
+
+    def _make_generator(self, seed: int, device: torch.device | str) -> None:
+        with torch.random.fork_rng(devices=[]):  # its own init stream: the training stream is left as it was
+            torch.manual_seed(derived_seed(seed, SHIFTNAS_INIT_SEED_OFFSET))
+            self.generator = Generator({n: len(v) for n, v in self.options_of.items()}, self.options.generator_hidden)
+        self.generator.to(device)
+
+    def _load_generator_weights(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        device = next(self.generator.parameters()).device
+        self.generator.load_state_dict(
+            {k.removeprefix("generator."): v.to(device) for k, v in tensors.items() if k.startswith("generator.")}
+        )
 
     # ------------------------------------------------------------------ costs and the generator
     def normalised(self, cost: float) -> float:
@@ -253,9 +270,24 @@ class ShiftNAS(Strategy):
                 f"[{self.low:g}, {self.high:g}]"
             )
         logits = self._logits([complexity])
-        arch = {n: c.options[0] for n, c in self.choices.items()}
+        arch = dict(self.fixed)
         arch.update({n: self.options_of[n][int(v[0].argmax())] for n, v in logits.items()})
         return arch
+
+    def spread(self, count: int) -> list[dict[str, Any]]:
+        """The distinct archs `generate` returns for ``count`` costs evenly spread over the space's range.
+
+        A search's starting points across the cost range (`supernet.searching.search`'s ``start_archs``); fewer
+        than ``count`` when the generator maps several costs to one arch.
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        archs: list[dict[str, Any]] = []
+        for i in range(count):
+            arch = self.generate(self.low + (self.high - self.low) * (i + 0.5) / count)
+            if arch not in archs:
+                archs.append(arch)
+        return archs
 
     def table_cost(self, arch: Mapping[str, Any]) -> float:
         """The cost model's estimate for ``arch``."""
@@ -320,10 +352,8 @@ class ShiftNAS(Strategy):
         return out
 
     def load_tensor_state(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self._load_generator_weights(tensors)
         device = next(self.generator.parameters()).device
-        self.generator.load_state_dict(
-            {k.removeprefix("generator."): v.to(device) for k, v in tensors.items() if k.startswith("generator.")}
-        )
         # Adam keeps its step counts on the CPU.
         moved = {k: v if k.endswith(".step") else v.to(device) for k, v in tensors.items() if k.startswith("optim.")}
         optimizer_from_parts(self.optimizer, moved, self._optimizer_data)
@@ -335,3 +365,37 @@ class ShiftNAS(Strategy):
         return out
 
 
+
+
+def load_generator(
+    run_dir: str | Path, space: SuperModule | None = None, device: str | torch.device = "cpu"
+) -> ShiftNAS:
+    """The trained ShiftNAS strategy of a run directory, ready to `ShiftNAS.generate` / `ShiftNAS.spread`.
+
+    Its cost table and generator come from the run's latest checkpoint (no data or training needed). ``space``: as
+    in `supernet.training.load_run`, for a space built by hand (the run then records no spec to rebuild it from).
+
+    Raises:
+        ValueError: the run was trained with another strategy (only ``shiftnas`` has a generator).
+        FileNotFoundError: the run holds no checkpoint yet.
+    """
+    from ..checkpoint import build_run_space, latest_checkpoint, load_checkpoint, read_run_json
+
+    meta = read_run_json(Path(run_dir))
+    strategy = meta.get("strategy", {})
+    if strategy.get("name") != "shiftnas":
+        name = strategy.get("name") or "no recorded strategy"
+        raise ValueError(f"{run_dir} was trained with {name}, not shiftnas: only a shiftnas run has a generator")
+    space = build_run_space(run_dir, meta) if space is None else space
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint yet: train it first")
+    _, tensors, state = load_checkpoint(ckpt)
+    strat = ShiftNAS(strategy.get("options", {}))
+    strat._read_decisions(space)
+    strat._make_generator(0, device)  # its weights are replaced by the checkpoint's
+    strat.shift = BinShift(strat.options.bins, strat.options.momentum)
+    strat.load_state_dict(state["strategy_state"])
+    strat._load_generator_weights({k.removeprefix("strategy."): v for k, v in tensors.items()})
+    strat.generator.eval()
+    return strat
