@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("cost", "spaces"), 2),
     "training": 3,
     **dict.fromkeys(("gradient", "searching", "proxies", "predictors"), 4),
-    "config": 5,
+    **dict.fromkeys(("config", "estimate"), 5),
     **dict.fromkeys(("export", "bench"), 6),
     "finetune": 7,
     "demo": 8,

@@ -203,7 +203,8 @@ def test_every_family_has_a_registry_with_a_description_for_each_method() -> Non
         "strategy": (STRATEGIES, {"uniform", "fair", "sandwich", "alpha", "progressive", "darts", "gdas", "drnas"}),
         "mixer": (MIXERS, {"softmax", "dirichlet", "gumbel"}),
         "proxy": (PROXIES, {"synflow", "snip", "grasp", "fisher", "grad_norm", "plain", "jacov", "nwot", "gradsign",
-                            "zen", "l2_norm", "params", "flops"}),
+                            "zen", "l2_norm", "params", "flops", "zico", "meco", "swap", "vkdnw", "az_expressivity",
+                            "az_progressivity", "az_trainability"}),
         "predictor": (PREDICTORS, {"gbdt", "pretrained_gbdt"}),
     }
     for family, (registry, names) in expected.items():
@@ -211,7 +212,7 @@ def test_every_family_has_a_registry_with_a_description_for_each_method() -> Non
         assert names <= set(registry), family
         for name, text in registry.describe().items():
             assert len(text) > 15 and "`" not in text, (family, name, text)
-    assert sn.proxies.DEFAULT_PROXIES == tuple(PROXIES) and len(set(PROXIES)) == 13
+    assert sn.proxies.DEFAULT_PROXIES == tuple(PROXIES) and len(set(PROXIES)) == 20
     assert all(STRATEGIES[name].name == name for name in STRATEGIES)
     assert all(MIXERS[name].name == name for name in MIXERS)
 

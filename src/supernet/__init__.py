@@ -33,11 +33,11 @@ from .version import __version__
 
 
 def __getattr__(name: str) -> object:
-    # LightGBM is slow to import: load `supernet.predictors` on first use of `sn.predictors`.
-    if name == "predictors":
+    # LightGBM is slow to import: load `supernet.predictors` (and `estimate`, which uses it) on first use.
+    if name in ("predictors", "estimate"):
         import importlib
 
-        return importlib.import_module(".predictors", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'supernet' has no attribute {name!r}")
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "cost",
     "data",
     "derived",
+    "estimate",
     "export",
     "gradient",
     "load",

@@ -4,7 +4,9 @@ Each proxy is one function ``fn(net, batch, seed=0) -> float`` on a plain, fresh
 mode (see `fresh_network`); `score` does the whole job for an arch of a space, and `objective` turns a proxy into
 a callable ``arch -> float`` for search. `robot` combines proxies with a few ground-truth queries (RoBoT).
 
-Proxies: synflow, snip, grasp, fisher, grad_norm, plain, jacov, nwot, gradsign, zen, l2_norm, params, flops. Each
+Proxies: synflow, snip, grasp, fisher, grad_norm, plain, jacov, nwot, gradsign, zen, l2_norm, params, flops, and
+the newer zico, meco (`gradstats`), swap, vkdnw (`patterns`), az_expressivity, az_progressivity, az_trainability
+(`aznas`, with the AZ-NAS rank aggregation `az_aggregate`). Each
 proxy file registers its functions in `PROXIES` with ``@register_proxy(name)``; importing the files here is what
 registers them. A proxy of your own is registered the same way from your own module.
 Applicability: ``jacov`` and ``zen`` need continuous inputs (not token ids); ``nwot`` needs activation modules
@@ -13,9 +15,12 @@ Inapplicable proxies give ``nan`` in `score` (or raise `ProxyNotApplicableError`
 """
 
 # the proxy files: importing them registers their proxies (in this order)
-from . import saliency, activation, static  # noqa: I001
+from . import saliency, activation, static, gradstats, patterns, aznas  # noqa: I001
 from .activation import jacov, nwot, zen
 from .adapters import NONFINITE_FILL, evaluator, prefilter
+from .aznas import az_aggregate, az_expressivity, az_nas_scores, az_progressivity, az_trainability
+from .gradstats import meco, zico
+from .patterns import swap, vkdnw
 from .common import Batch, ProxyNotApplicableError, fresh_network, init_network, task_loss
 from .registry import PROXIES, Proxy, objective, register_proxy, score
 from .robot import RobotResult, normalise, robot, weighted_ranking
@@ -26,6 +31,18 @@ DEFAULT_PROXIES: tuple[str, ...] = tuple(PROXIES)
 """The built-in proxies (a proxy registered later is scored by default too: ``score(names=None)`` takes them all)."""
 
 __all__ = [
+    "az_aggregate",
+    "az_expressivity",
+    "az_nas_scores",
+    "az_progressivity",
+    "az_trainability",
+    "aznas",
+    "gradstats",
+    "meco",
+    "patterns",
+    "swap",
+    "vkdnw",
+    "zico",
     "DEFAULT_PROXIES",
     "NONFINITE_FILL",
     "PROXIES",
