@@ -302,9 +302,9 @@ def load(
             raise ValueError(
                 f"{path} was exported from a user-defined space (no spec): pass it as sn.load(path, space=...)"
             )
-        from .spaces import build_space
+        from .spaces.registry import build_from_spec
 
-        space = build_space(spec["space"], **spec.get("kwargs", {}))
+        space = build_from_spec(spec)
     net = space.extract(meta["arch"])
     del space
     state = read_tensors(Path(path) / WEIGHTS, what="exported model weights")

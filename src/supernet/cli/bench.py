@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 EXAMPLE = """examples:
@@ -33,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--preset", default="cpu", choices=["cpu", "cpu32", "gpu", "tiny"], help="settings bundle (default cpu)"
     )
     p.add_argument("--strategy", default="uniform", help="training strategy (uniform, fair, sandwich, ...)")
+    p.add_argument(
+        "--strategy-options",
+        dest="strategy_options",
+        help='the strategy\'s options as JSON, e.g. \'{"inner": "pada"}\' for fewshot',
+    )
     p.add_argument("--epochs", type=float, help="training epochs over the supernet's training images")
     p.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--archs", type=int, help="archs sampled uniformly from the table (+ its best and worst)")
@@ -65,9 +71,18 @@ def run(args: argparse.Namespace) -> int:
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
+        options = None
+        if args.strategy_options is not None:
+            try:
+                options = json.loads(args.strategy_options)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--strategy-options must be a JSON object: {err}") from err
+            if not isinstance(options, dict):
+                raise ValueError(f"--strategy-options must be a JSON object, got {args.strategy_options!r}")
         cfg = preset_config(
             args.preset,
             strategy=args.strategy,
+            strategy_options=options,
             epochs=args.epochs,
             steps=args.steps,
             archs=args.archs,

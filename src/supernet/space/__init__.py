@@ -4,6 +4,7 @@ from .base import Searchable, contains_searchable, extract_module
 from .choice import Choice, Derived, Value, current, derived
 from .containers import LayerChoice, Repeat
 from .layers import BatchNorm2d, ClassToken, Conv2d, Embedding, LayerNorm, Linear, PositionalEmbedding, attention
+from .partition import Partitions, memory_report, partition, partitions_of, split
 from .supermodule import (
     ArchError,
     InvalidOptionError,
@@ -26,6 +27,7 @@ __all__ = [
     "LayerNorm",
     "Linear",
     "MissingDecisionError",
+    "Partitions",
     "PositionalEmbedding",
     "Repeat",
     "Searchable",
@@ -38,4 +40,8 @@ __all__ = [
     "current",
     "derived",
     "extract_module",
+    "memory_report",
+    "partition",
+    "partitions_of",
+    "split",
 ]

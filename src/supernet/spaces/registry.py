@@ -33,6 +33,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..registry import Registry, UnknownNameError
 from ..space import SuperModule
+from ..space.partition import partition
 from ..validation import ConfigError, bool_for_number
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -351,6 +352,27 @@ def check_space_kwargs(
     if missing:
         raise SpaceError(f"space {name!r}: missing required keyword {missing[0]!r} (needs: {', '.join(missing)})")
     return out
+
+
+def build_from_spec(spec: Mapping[str, Any]) -> SuperModule:
+    """The space a ``space.spec`` describes (as recorded in ``run.json`` / ``model.json``): `build_space` of its
+    name and keyword arguments, partitioned again (`supernet.space.partition`) when the spec records partitions.
+
+    Raises:
+        SpaceError: as `build_space`, or a spec that is not ``{"space": name, "kwargs": {...}, ...}``.
+    """
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("space"), str):
+        raise SpaceError(f"a space spec must be {{'space': name, 'kwargs': {{...}}}}, got {spec!r}")
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, Mapping):
+        raise SpaceError(f"space {spec['space']!r}: 'kwargs' must be a mapping, got {kwargs!r}")
+    space = build_space(spec["space"], **kwargs)
+    count = spec.get("partitions")
+    if count is not None:
+        if type(count) is not int or count < 1:
+            raise SpaceError(f"space {spec['space']!r}: 'partitions' must be a positive integer, got {count!r}")
+        partition(space, count)
+    return space
 
 
 def build_space(name: str, **kwargs: Any) -> SuperModule:

@@ -93,9 +93,9 @@ def build_run_space(run_dir: str | Path, meta: Mapping[str, Any] | None = None) 
             "be rebuilt by name: register the space (@sn.spaces.register_space) or name it as 'module:function' "
             "in the config, or pass the same space (space=...)"
         )
-    from ..spaces import build_space
+    from ..spaces.registry import build_from_spec
 
-    return build_space(spec["space"], **spec.get("kwargs", {}))
+    return build_from_spec(spec)
 
 
 def run_dir_of(source: Any) -> Path | None:

@@ -202,6 +202,13 @@ class TrainContext:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad.div_(self.world_size)
 
+    def reset_usage(self) -> None:
+        """Forget which modules ran so far in this step (DDP only): call after forwards that train nothing, such
+        as gradient probes, so that their modules' parameters are not updated as if the step had used them."""
+        wrapper = getattr(self.model, "module", None)
+        if isinstance(wrapper, TouchAll):
+            wrapper.reset_usage()
+
     def sample(self) -> dict[str, Any]:
         """A uniformly random arch drawn from the shared ``rng``."""
         return self.space.sample(rng=self.rng)

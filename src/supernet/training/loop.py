@@ -278,6 +278,7 @@ def _prepare(
             "line --resume) or choose another run directory; nothing was written"
         )
 
+    strat.prepare_space(space)  # before the optimizer and DDP see the parameters
     space.to(dev)
     space.train()
     wrapper: TouchAll | None = None

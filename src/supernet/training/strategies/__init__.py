@@ -1,11 +1,12 @@
-"""Training strategies (one file each) and their registry: uniform, fair, sandwich, alpha, progressive, pada, shiftnas.
+"""Training strategies (one file each) and their registry: uniform, fair, sandwich, alpha, progressive, pada, shiftnas,
+fewshot, gm (few-shot sub-supernets).
 
 Each strategy file registers its class with ``@register_strategy(name)``; importing the files here is what registers
 them (in this order, the order of ``supernet train --help``). The differentiable strategies ``darts``, ``gdas`` and
 ``drnas`` live in `supernet.gradient`, which registers them in the same `STRATEGIES` when it is imported.
 """
 
-from . import uniform, fair, sandwich, alpha, progressive, pada, shiftnas  # noqa: I001  (registration order)
+from . import uniform, fair, sandwich, alpha, progressive, pada, shiftnas, fewshot, gm  # noqa: I001  (registration order)
 from .base import STRATEGIES, StepOutput, Strategy, StrategyOptions, get_strategy, make_strategy, register_strategy
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "StrategyOptions",
     "alpha",
     "fair",
+    "fewshot",
+    "gm",
     "get_strategy",
     "pada",
     "make_strategy",

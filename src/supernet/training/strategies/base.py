@@ -64,6 +64,11 @@ class Strategy:
             data = {**base, **kwargs}
         self.options = validate_model(self.Options, data, f"strategy {self.name!r} options")
 
+    def prepare_space(self, space: SuperModule) -> None:
+        """Change the space's structure in place before training (the optimizer does not exist yet), e.g.
+        partition it into sub-supernets; called on every `train` call, so it must accept a space it already
+        prepared (a resumed run). Most strategies change nothing."""
+
     def setup(self, ctx: TrainContext) -> None:
         """Called once before the first step (model, optimizer and device exist)."""
 
