@@ -224,7 +224,7 @@ def test_gm_cuts_between_options_whose_gradients_oppose(tmp_path) -> None:
 
 
 def test_split_strategies_refuse_bad_options() -> None:
-    with pytest.raises(ValueError, match="splits too"):
+    with pytest.raises(ValueError, match="wraps another"):
         sn.training.strategies.make_strategy("fewshot", {"inner": "gm"})
     with pytest.raises(ValueError, match="must be distinct decisions of the space; unknown: \\['nope'\\]"):
         sn.train(conv_space(0), image_task(), "fewshot",

@@ -4,6 +4,7 @@ from .base import Searchable, contains_searchable, extract_module
 from .choice import Choice, Derived, Value, current, derived
 from .containers import LayerChoice, Repeat
 from .layers import BatchNorm2d, ClassToken, Conv2d, Embedding, LayerNorm, Linear, PositionalEmbedding, attention
+from .mixture import Mixture, mixture, mixture_of
 from .partition import Partitions, memory_report, partition, partitions_of, split
 from .supermodule import (
     ArchError,
@@ -27,6 +28,7 @@ __all__ = [
     "LayerNorm",
     "Linear",
     "MissingDecisionError",
+    "Mixture",
     "Partitions",
     "PositionalEmbedding",
     "Repeat",
@@ -41,6 +43,8 @@ __all__ = [
     "derived",
     "extract_module",
     "memory_report",
+    "mixture",
+    "mixture_of",
     "partition",
     "partitions_of",
     "split",

@@ -53,6 +53,23 @@ class Searchable(nn.Module):
         raise NotImplementedError
 
 
+class NetWrapper(Searchable):
+    """A searchable module around a whole network (sub-supernets, mixtures of supernets): attributes it does not
+    have are looked up on the wrapped network (e.g. a GPT's ``block_size``)."""
+
+    def wrapped(self) -> nn.Module:
+        """The wrapped network (read from ``self._modules`` directly, never through attribute lookup)."""
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+            return getattr(self.wrapped(), name)
+
+
 def copy_param(t: Any) -> Any:
     """A detached, contiguous copy of a tensor slice as a Parameter (None stays None)."""
     if t is None:

@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Searchable, extract_module
+from .base import NetWrapper, extract_module
 from .choice import Choice
 from .supermodule import SuperModule
 
 
-class Partitions(Searchable):
+class Partitions(NetWrapper):
     """``count`` weight copies of one network, sharing its decisions; ``forward`` runs the active arch's copy."""
 
     def __init__(self, net: nn.Module, decisions: Mapping[str, Choice], count: int) -> None:
@@ -51,14 +51,8 @@ class Partitions(Searchable):
         self._table_key: tuple[int, ...] = ()
         self._table: tuple[list[list[bool]], list[bool]] = ([], [])
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            copies = self.__dict__.get("_modules", {}).get("copies")
-            if copies is None or name.startswith("_"):
-                raise
-            return getattr(copies[0], name)  # attributes of the wrapped network (e.g. a GPT's block_size)
+    def wrapped(self) -> nn.Module:
+        return self._modules["copies"][0]  # type: ignore[index]
 
     @property
     def count(self) -> int:

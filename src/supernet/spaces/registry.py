@@ -33,6 +33,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..registry import Registry, UnknownNameError
 from ..space import SuperModule
+from ..space.mixture import mixture
 from ..space.partition import partition
 from ..validation import ConfigError, bool_for_number
 
@@ -356,7 +357,8 @@ def check_space_kwargs(
 
 def build_from_spec(spec: Mapping[str, Any]) -> SuperModule:
     """The space a ``space.spec`` describes (as recorded in ``run.json`` / ``model.json``): `build_space` of its
-    name and keyword arguments, partitioned again (`supernet.space.partition`) when the spec records partitions.
+    name and keyword arguments, partitioned again (`supernet.space.partition`) when the spec records partitions,
+    made a mixture of supernets again (`supernet.space.mixture`) when it records one.
 
     Raises:
         SpaceError: as `build_space`, or a spec that is not ``{"space": name, "kwargs": {...}, ...}``.
@@ -372,6 +374,11 @@ def build_from_spec(spec: Mapping[str, Any]) -> SuperModule:
         if type(count) is not int or count < 1:
             raise SpaceError(f"space {spec['space']!r}: 'partitions' must be a positive integer, got {count!r}")
         partition(space, count)
+    mixed = spec.get("mixture")
+    if mixed is not None:
+        if not isinstance(mixed, Mapping) or set(mixed) != {"experts", "hidden"}:
+            raise SpaceError(f"space {spec['space']!r}: 'mixture' must be {{'experts': K, 'hidden': H}}, got {mixed!r}")
+        mixture(space, int(mixed["experts"]), int(mixed["hidden"]))
     return space
 
 

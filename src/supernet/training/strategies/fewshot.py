@@ -26,20 +26,19 @@ from ...files import write_json
 from ...space import SuperModule
 from ...space.partition import partition, partitions_of, split
 from ..context import TrainContext
-from .base import StepOutput, Strategy, StrategyOptions, make_strategy, register_strategy
+from .base import StepOutput, StrategyOptions, register_strategy
+from .composite import Composite, CompositeOptions
 
 SPLITS_JSON = "splits.json"
 
 
-class SplitOptions(StrategyOptions):
+class SplitOptions(CompositeOptions):
     """Options shared by the splitting strategies."""
 
-    inner: str = Field("uniform", description="the strategy that trains the (sub-)supernets")
-    inner_options: dict[str, Any] = Field(default_factory=dict, description="options of the inner strategy")
     warmup: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of the steps trained as one supernet")
 
 
-class SplitStrategy(Strategy):
+class SplitStrategy(Composite):
     """A strategy that partitions the space, trains it with an inner strategy and splits it at given steps.
 
     Subclasses give the partition count (`partitions`), the steps at which to split (`split_steps`) and the split
@@ -50,10 +49,6 @@ class SplitStrategy(Strategy):
 
     def __init__(self, options: Mapping[str, Any] | StrategyOptions | None = None, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
-        o = self.options
-        self.inner = make_strategy(o.inner, o.inner_options)
-        if isinstance(self.inner, SplitStrategy):
-            raise ValueError(f"{self.name}: the inner strategy {o.inner!r} splits too; choose a one-shot strategy")
         self.log: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ to override
@@ -80,10 +75,7 @@ class SplitStrategy(Strategy):
 
     def setup(self, ctx: TrainContext) -> None:
         self.steps = self.split_steps(ctx.total_steps)
-        self.inner.setup(ctx)
-
-    def next_batch(self, ctx: TrainContext) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inner.next_batch(ctx)
+        super().setup(ctx)
 
     def step(self, ctx: TrainContext, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
         extra: dict[str, float] = {}
@@ -94,33 +86,16 @@ class SplitStrategy(Strategy):
             extra["split"] = float(len(self.log))
             if ctx.run_dir is not None and ctx.rank == 0:
                 write_json(ctx.run_dir / SPLITS_JSON, {"strategy": self.name, "splits": self.log})
-        out = self.inner.step(ctx, batch)
+        out = super().step(ctx, batch)
         out.metrics.update(extra)
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"inner": self.inner.state_dict(), "log": self.log}
+        return {**super().state_dict(), "log": self.log}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.inner.load_state_dict(state.get("inner", {}))
+        super().load_state_dict(state)
         self.log = list(state.get("log", []))
-
-    def tensor_state(self) -> dict[str, torch.Tensor]:
-        return self.inner.tensor_state()
-
-    def load_tensor_state(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        self.inner.load_tensor_state(tensors)
-
-    def paths_per_step(self, space: SuperModule) -> int | None:
-        return self.inner.paths_per_step(space)
-
-    def schedule_segments(self, ctx: TrainContext) -> list[int] | None:
-        return self.inner.schedule_segments(ctx)
-
-    def describe(self) -> dict[str, Any]:
-        out = super().describe()
-        out["inner"] = self.inner.describe()
-        return out
 
 
 class FewShotOptions(SplitOptions):
