@@ -17,6 +17,9 @@ and ``OUT/matrix.json``.
         --data-dir ../shared/data                                   # seconds per cell: checks the pipeline
     .venv/bin/python benchmarks/ranking_matrix.py --preset cpu --strategies uniform,fair,sandwich,pada \\
         --seeds 0,1 --data-dir ../shared/data --threads 1            # 7-21 min per cell on 2 CPU cores
+    .venv/bin/python benchmarks/ranking_matrix.py --preset cpu --strategies uniform,pada,fewshot,fs-pada,gm \
+        --variant 'fs-pada=fewshot:{"inner": "pada"}' --seeds 0,1 --data-dir ../shared/data --threads 1
+                                    # a --variant row: a strategy with options, under its own label
     .venv/bin/python benchmarks/ranking_matrix.py --preset tiny --strategies uniform,mine --plugins mymethods \\
         --data-dir ../shared/data    # a plug-in strategy (``paths_per_step`` if it runs several paths)
 
@@ -27,6 +30,7 @@ archs; ranking all 15,625 NB201 archs by FLOPs gives 0.574): the ``> FLOPs`` col
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -54,6 +58,13 @@ class Cell:
     paths_per_step: int
     batch_size: int
     out: Path
+    label: str | None = None  # the row's name when it is a --variant (a strategy with options)
+    options: str | None = None  # the strategy's options as JSON (variants only)
+
+    @property
+    def name(self) -> str:
+        """The row's name: the variant's label, else the strategy."""
+        return self.label or self.strategy
 
     @property
     def path_examples(self) -> int:
@@ -90,14 +101,39 @@ NOT_SINGLE_PATH = (
 )
 
 
-def paths_per_step(name: str, cls: type, space: Any) -> int:
+def parse_variants(texts: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``--variant LABEL=STRATEGY:JSON`` values as ``{label: (strategy, options)}``.
+
+    Raises:
+        ValueError: a value not of that form, options that are not a JSON object, or a label given twice.
+    """
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for text in texts:
+        label, sep, rest = text.partition("=")
+        strategy, sep2, options = rest.partition(":")
+        label, strategy = label.strip(), strategy.strip()
+        if not sep or not label or not strategy:
+            raise ValueError(f"--variant {text!r}: expected LABEL=STRATEGY or LABEL=STRATEGY:{{json options}}")
+        try:
+            parsed = json.loads(options) if sep2 else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--variant {text!r}: the options are not JSON ({err})") from err
+        if not isinstance(parsed, dict):
+            raise ValueError(f"--variant {text!r}: the options must be a JSON object")
+        if label in out:
+            raise ValueError(f"--variant: label {label!r} is given twice")
+        out[label] = (strategy, parsed)
+    return out
+
+
+def paths_per_step(name: str, cls: type, space: Any, options: dict[str, Any] | None = None) -> int:
     """Single-path forward/backward passes per step of strategy ``name`` (class ``cls``) with its default options
     on ``space``: the strategy's own `Strategy.paths_per_step`.
 
     Raises:
         ValueError: the strategy trains no single paths (None), or declares a count that is no positive int.
     """
-    paths = cls().paths_per_step(space)
+    paths = cls(options or {}).paths_per_step(space)
     if paths is None:
         raise ValueError(f"strategy {name!r} cannot join the ranking matrix: {NOT_SINGLE_PATH}")
     if not isinstance(paths, int) or isinstance(paths, bool) or paths < 1:
@@ -105,7 +141,9 @@ def paths_per_step(name: str, cls: type, space: Any) -> int:
     return paths
 
 
-def matched_steps(name: str, cls: type, base_steps: int, space: Any) -> tuple[int, int]:
+def matched_steps(
+    name: str, cls: type, base_steps: int, space: Any, options: dict[str, Any] | None = None
+) -> tuple[int, int]:
     """``(steps, paths_per_step)`` giving strategy ``name`` the training compute of ``base_steps`` uniform steps.
 
     The rule: every cell trains on the same number of path-examples, ``steps x paths_per_step x batch_size``
@@ -123,6 +161,8 @@ def matched_steps(name: str, cls: type, base_steps: int, space: Any) -> tuple[in
     sandwich      4                max + min + ``num_random`` = 2 random archs on the same batch
     alpha         4                as sandwich (alpha-divergence instead of KL)
     progressive   1                ``num_samples`` = 1 (the teacher forward, no backward: wall time)
+    fewshot, gm   inner's          the inner strategy's (default uniform: 1); gm's gradient probes: wall time
+    mos           inner's          refused on NB201 (no entangled Linear layers to mix)
     darts, drnas  refused          a mixture of all ops, not one path; alpha trained on the ranking split
     gdas          refused          alpha trained on the ranking split
     ============  ===============  =====================================================================
@@ -132,7 +172,7 @@ def matched_steps(name: str, cls: type, base_steps: int, space: Any) -> tuple[in
     """
     if base_steps < 1:
         raise ValueError(f"the uniform step count must be >= 1, got {base_steps}")
-    paths = paths_per_step(name, cls, space)
+    paths = paths_per_step(name, cls, space, options)
     return max(1, round(base_steps / paths)), paths
 
 
@@ -166,13 +206,21 @@ def plan_cells(
     batch_size: int,
     out: Path,
     space: Any,
+    variants: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> list[Cell]:
-    """Every (strategy, seed) cell with its matched step count, strategies outermost."""
+    """Every (row, seed) cell with its matched step count, rows outermost. ``classes`` maps each row name (a
+    strategy, or a label of ``variants``) to its strategy class."""
     cells = []
+    variants = variants or {}
     for name, cls in classes.items():
-        steps, paths = matched_steps(name, cls, base_steps, space)
+        strategy, options = variants.get(name, (name, {}))
+        steps, paths = matched_steps(name, cls, base_steps, space, options)
         for seed in seeds:
-            cells.append(Cell(name, seed, steps, paths, batch_size, out / f"{safe_name(name)}-s{seed}"))
+            cells.append(Cell(
+                strategy, seed, steps, paths, batch_size, out / f"{safe_name(name)}-s{seed}",
+                label=name if name in variants else None,
+                options=json.dumps(options, sort_keys=True) if name in variants else None,
+            ))
     return cells
 
 
@@ -196,6 +244,7 @@ def cell_command(cell: Cell, args: argparse.Namespace) -> list[str]:
         args.preset,
         "--strategy",
         cell.strategy,
+        *(["--strategy-options", cell.options] if cell.options is not None else []),
         "--seed",
         str(cell.seed),
         "--steps",
@@ -236,7 +285,9 @@ def read_report(cell: Cell) -> dict[str, Any] | None:
         return None
     report = read_json(path, dict[str, Any], "NB201 bench report")
     cfg = report.get("config", {})
-    want = {"strategy": cell.strategy, "seed": cell.seed, "steps": cell.steps}
+    want: dict[str, Any] = {"strategy": cell.strategy, "seed": cell.seed, "steps": cell.steps}
+    if cell.options is not None:
+        want["strategy_options"] = json.loads(cell.options)
     diff = {k: (cfg.get(k), v) for k, v in want.items() if cfg.get(k) != v}
     if diff:
         detail = "; ".join(f"{k}: report has {a!r}, matrix wants {b!r}" for k, (a, b) in diff.items())
@@ -298,7 +349,7 @@ def cell_row(cell: Cell, report: dict[str, Any]) -> dict[str, Any]:
     tau = m["kendall_tau"]
     verdict = report.get("verdict", "")
     return {
-        "strategy": cell.strategy,
+        "strategy": cell.name,
         "seed": cell.seed,
         "steps": cell.steps,
         "paths_per_step": cell.paths_per_step,
@@ -448,7 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     from supernet.bench.nb201 import PRESETS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--strategies", default="uniform,fair,sandwich", help="comma-separated strategy names")
+    p.add_argument("--strategies", default="uniform,fair,sandwich",
+                   help="comma-separated strategy names (or --variant labels)")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=STRATEGY:JSON",
+                   help='a row of a strategy with options, e.g. fewshot-pada=fewshot:{"inner": "pada"} (repeatable)')
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="the bench's preset (default cpu)")
     p.add_argument("--plugins", help="comma-separated modules to import first (they register strategies)")
@@ -470,10 +524,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         names, seeds = parse_list(args.strategies), parse_list(args.seeds, int)
         if not names or not seeds:
             raise ValueError("--strategies and --seeds need at least one value each")
-        classes = load_strategies(names, args.plugins)
+        variants = parse_variants(args.variant)
+        unused = [label for label in variants if label not in names]
+        if unused:
+            raise ValueError(f"--variant {', '.join(unused)} not named in --strategies")
+        strategy_classes = load_strategies([variants.get(n, (n, {}))[0] for n in names], args.plugins)
+        classes = {n: strategy_classes[variants.get(n, (n, {}))[0]] for n in names}
         base, batch, images = base_steps_of(args.preset, args.steps, args.epochs)
         out = args.out or Path(f"runs/ranking_matrix-{args.preset}")
-        cells = plan_cells(classes, seeds, base, batch, out, nb201_space())
+        cells = plan_cells(classes, seeds, base, batch, out, nb201_space(), variants)
     except ValueError as err:
         print(f"ranking_matrix: error: {err}", file=sys.stderr)
         return 2
@@ -484,7 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base_steps": base,
         "batch_size": batch,
         "target_path_examples": base * batch,
-        "paths_per_step": {c.strategy: c.paths_per_step for c in cells},
+        "paths_per_step": {c.name: c.paths_per_step for c in cells},
+        "variants": {label: {"strategy": st, "options": o} for label, (st, o) in variants.items()},
         "train_images": images,
         "archs": args.archs,
         "epochs": args.epochs,
@@ -521,7 +581,7 @@ def run_matrix(cells: list[Cell], args: argparse.Namespace, out: Path, settings:
 
 def cell_label(cell: Cell) -> str:
     """``strategy seed N``."""
-    return f"{cell.strategy} seed {cell.seed}"
+    return f"{cell.name} seed {cell.seed}"
 
 
 def observed_paths(cell: Cell) -> float | None:

@@ -178,3 +178,45 @@ def test_cell_command_passes_flags_through(tmp_path: Path) -> None:
     assert cmd[i:] == ["bench", "nb201", "--preset", "tiny", "--strategy", "sandwich", "--seed", "3", "--steps", "5",
                        "--out", str(cell.out), "--epochs", "2.0", "--archs", "7", "--data-dir", "D", "--threads", "1"]
     assert rm.cell_env(args)["SUPERNET_PLUGINS"].endswith("mine")
+
+
+def test_a_variant_is_a_strategy_with_options_in_its_own_row(tmp_path: Path) -> None:
+    from supernet.files import write_json
+
+    variants = rm.parse_variants(['fewshot-pada=fewshot:{"inner": "pada", "warmup": 0.4}', "plain=uniform"])
+    assert variants == {"fewshot-pada": ("fewshot", {"inner": "pada", "warmup": 0.4}), "plain": ("uniform", {})}
+    classes = {"fewshot-pada": STRATEGIES.get("fewshot"), "gm": STRATEGIES.get("gm")}
+    cells = rm.plan_cells(classes, [0], 100, 16, tmp_path, NB201, variants)
+    fs, gm = cells
+    assert (fs.name, fs.strategy, fs.out.name, fs.paths_per_step, fs.steps) == ("fewshot-pada", "fewshot",
+                                                                                 "fewshot-pada-s0", 1, 100)
+    assert (gm.name, gm.options) == ("gm", None)
+    args = rm.build_parser().parse_args(["--preset", "tiny"])
+    cmd = rm.cell_command(fs, args)
+    i = cmd.index("--strategy-options")
+    assert cmd[i - 1] == "fewshot" and json.loads(cmd[i + 1]) == {"inner": "pada", "warmup": 0.4}
+    report = _report("fewshot", 0, 100, 0.5, "")
+    report["config"]["strategy_options"] = {"inner": "uniform"}
+    write_json(fs.out / "report.json", report)
+    with pytest.raises(ValueError, match="strategy_options: report has"):
+        rm.read_report(fs)
+    # a fewshot row with a sandwich inner strategy gets sandwich's matched steps
+    (sw,) = rm.plan_cells({"fs-sw": STRATEGIES.get("fewshot")}, [1], 100, 16, tmp_path, NB201,
+                          {"fs-sw": ("fewshot", {"inner": "sandwich"})})
+    assert (sw.steps, sw.paths_per_step) == (25, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("nolabel", "expected LABEL=STRATEGY"), ("a=fewshot:{bad", "not JSON"), ("a=fewshot:[1]", "JSON object")],
+)
+def test_bad_variants_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        rm.parse_variants([text])
+    with pytest.raises(ValueError, match="given twice"):
+        rm.parse_variants(["a=uniform", "a=fair"])
+
+
+def test_a_variant_not_in_the_strategies_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert rm.main(["--strategies", "uniform", "--variant", "x=fewshot", "--preset", "tiny"]) == 2
+    assert "--variant x not named in --strategies" in capsys.readouterr().err
