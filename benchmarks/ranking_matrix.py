@@ -162,7 +162,7 @@ def matched_steps(
     alpha         4                as sandwich (alpha-divergence instead of KL)
     progressive   1                ``num_samples`` = 1 (the teacher forward, no backward: wall time)
     fewshot, gm   inner's          the inner strategy's (default uniform: 1); gm's gradient probes: wall time
-    mos           inner's          refused on NB201 (no entangled Linear layers to mix)
+    mos           inner's          NB201 has no entangled Linear layers: the cell fails at once, saying so
     darts, drnas  refused          a mixture of all ops, not one path; alpha trained on the ranking split
     gdas          refused          alpha trained on the ranking split
     ============  ===============  =====================================================================
