@@ -334,6 +334,8 @@ COLUMNS = {
     "params_tau": "params tau",
     "beats_flops": "> FLOPs",
     "wall_s": "wall s (train+eval)",
+    "params_m": "supernet params (M)",
+    "peak_mib": "peak RSS MiB",
 }
 
 VERDICTS = {"above the FLOPs floor (beyond its CI)": "yes", "above the FLOPs floor, but within its CI": "within CI"}
@@ -365,6 +367,8 @@ def cell_row(cell: Cell, report: dict[str, Any]) -> dict[str, Any]:
         "params_tau": _value(floors.get("params_tau")),
         "beats_flops": VERDICTS.get(verdict, "no" if verdict.startswith("NOT") else "n/a"),
         "wall_s": t["train_s"] + t["eval_s"],
+        "params_m": _scaled(report.get("memory", {}).get("supernet_params"), 1e-6),
+        "peak_mib": report.get("memory", {}).get("peak_rss_mib"),
         "train_s": t["train_s"],
         "eval_s": t["eval_s"],
         "train_images": report.get("data", {}).get("train_images"),
@@ -393,6 +397,8 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "flops_tau",
                 "params_tau",
                 "wall_s",
+                "params_m",
+                "peak_mib",
                 "train_s",
                 "eval_s",
             )
@@ -411,6 +417,10 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -439,6 +449,8 @@ def format_row(row: dict[str, Any]) -> dict[str, str]:
         "params_tau": _num(row["params_tau"]),
         "beats_flops": row["beats_flops"],
         "wall_s": _num(row["wall_s"], 0),
+        "params_m": _num(row.get("params_m"), 2),
+        "peak_mib": _num(row.get("peak_mib"), 0),
     }
 
 

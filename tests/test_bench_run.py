@@ -147,6 +147,11 @@ def test_bench_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
         and report["metrics_with_extremes"].keys() == report["metrics"].keys()
     )
     assert report["top_predicted"]["regret"] >= 0.0
+    # memory: the supernet's parameters as counted from the space, and a positive peak RSS
+    assert report["memory"]["supernet_params"] == sum(
+        p.numel() for p in sn.spaces.nb201(C=cfg.C, N=cfg.N, num_classes=10).parameters()
+    )
+    assert report["memory"]["peak_rss_mib"] > 0
     assert len(report["archs"]) == len(json.loads((out / "archs.json").read_text())) >= 4
     assert all(0.0 <= a["predicted_accuracy"] <= 100.0 for a in report["archs"])
     summary = (out / "summary.md").read_text()

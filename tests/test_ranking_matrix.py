@@ -133,7 +133,10 @@ def test_table_from_report_files(tmp_path: Path) -> None:
         ("uniform", 0, 8, 128), ("uniform", 1, 8, 128), ("sandwich", 0, 2, 128), ("sandwich", 1, 2, 128)]
     verdicts = ["above the FLOPs floor (beyond its CI)", "NOT above the FLOPs floor: this ranking adds nothing"]
     for cell, tau in zip(cells, (0.8, 0.6, 0.3, 0.1), strict=True):
-        write_json(cell.out / "report.json", _report(cell.strategy, cell.seed, cell.steps, tau, verdicts[tau < 0.5]))
+        report = _report(cell.strategy, cell.seed, cell.steps, tau, verdicts[tau < 0.5])
+        if tau == 0.8:  # a report of before the memory figures has none: n/a
+            report["memory"] = {"supernet_params": 1_500_000.0, "supernet_mib": 5.7, "peak_rss_mib": 812.4}
+        write_json(cell.out / "report.json", report)
     rows = [rm.cell_row(c, rm.read_report(c)) for c in cells]
 
     assert rows[0]["tau"] == 0.8 and rows[0]["wall_s"] == 12.0 and rows[0]["regret"] == 1.5
@@ -149,9 +152,10 @@ def test_table_from_report_files(tmp_path: Path) -> None:
     lines = md.splitlines()
     first = (
         "| uniform | 0 | 8 x 1 | 128 | "
-        "0.800 [0.600, 0.900] | 0.790 | 0.850 | 1.00 | 1.50 | 0.500 | 0.450 | yes | 12 |"
+        "0.800 [0.600, 0.900] | 0.790 | 0.850 | 1.00 | 1.50 | 0.500 | 0.450 | yes | 12 | 1.50 | 812 |"
     )
     assert first in lines
+    assert any(line.startswith("| uniform | 1 |") and line.endswith("| n/a | n/a |") for line in lines)
     assert any(line.startswith("| **sandwich** | **mean of 2** | **2 x 4** | **128** | **0.200 ± 0.141 (sd)**")
                for line in lines)
     assert (tmp_path / "matrix.md").read_text() == md

@@ -167,6 +167,28 @@ PRESETS: dict[str, tuple[BenchConfig, dict[str, str]]] = {
 }
 
 
+def memory_figures(space: Any) -> dict[str, float]:
+    """The supernet's parameters (every sub-supernet's copy included) and this process's peak memory: resident
+    set size in MiB, and CUDA's peak allocation when the space is on a GPU (of this session: a resumed bench
+    reports the session that finished it)."""
+    import resource
+
+    import torch
+
+    from ..space.partition import memory_report
+
+    mem = memory_report(space)
+    out: dict[str, float] = {
+        "supernet_params": float(mem["params"]),
+        "supernet_mib": mem["bytes"] / 2**20,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+    }
+    device = next((p.device for p in space.parameters()), None)
+    if device is not None and device.type == "cuda":
+        out["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
 def preset_config(name: str, **overrides: Any) -> BenchConfig:
     """The preset's `BenchConfig` with ``overrides`` (None values are ignored)."""
     if name not in PRESETS:
@@ -412,6 +434,7 @@ def run_nb201_bench(
     timing["total_s"] += time.perf_counter() - t_start
     report["timing"] = timing
     report["device"] = _device_name(space)
+    report["memory"] = memory_figures(space)
     write_json(out / "timing.json", timing)
     write_json(out / "report.json", report)
     keys = [a["key"] for a in archs]
