@@ -178,3 +178,24 @@ def test_search_starts_from_a_shiftnas_generator(tmp_path: Path, capsys: pytest.
     capsys.readouterr()
     assert main(["search", str(uniform_dir), "--start-generated", "4", "--no-progress", "--device", "cpu"]) == 2
     assert "trained with uniform, not shiftnas" in capsys.readouterr().err
+
+
+def test_search_screens_with_a_label_free_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(TINY_YAML.format(run_dir=run_dir))
+    assert main(["train", str(cfg)]) == 0
+    args = ["search", str(run_dir), "--no-progress", "--device", "cpu", "--trials", "3"]
+    assert main([*args, "--screen", "params,nwot", "--screen-reference", "4", "--screen-candidates", "3"]) == 0
+    assert json.loads((run_dir / "search" / "pareto.json").read_text())["distinct_archs"] == 3
+    # screening by params alone among many proposals: the first arch evaluated is the largest
+    assert main([*args, "--study-name", "big", "--trials", "1", "--screen", "params", "--screen-candidates", "32"]) == 0
+    import optuna
+
+    study = optuna.load_study(study_name="big", storage=f"sqlite:///{run_dir / 'search' / 'study.db'}")
+    space = load_run(run_dir).space
+    first = min(study.trials, key=lambda t: t.number).user_attrs["arch"]
+    assert sn.cost.params(space.extract(first)) == sn.cost.params(space.extract(space.max_arch()))
+    capsys.readouterr()
+    assert main([*args, "--study-name", "other", "--screen", "params,bogus"]) == 2
+    assert "--screen: unknown signals ['bogus']" in capsys.readouterr().err

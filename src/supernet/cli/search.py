@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -19,6 +21,7 @@ EXAMPLE = """example:
   supernet search runs/gpt --algorithm nsga2 --objectives loss,params --constraint "params <= 500k" --trials 60
   supernet search runs/gpt --workers 2                       # 2 local processes on one SQLite study
   supernet search runs/gpt-shiftnas --start-generated 8      # begin with the ShiftNAS generator's archs
+  supernet search runs/gpt --algorithm evolution --screen nwot,flops   # evaluate the best-estimated of 8 proposals
   supernet search runs/gpt --storage postgresql://user@host/db --study-name gpt   # one study across machines
 Rerunning the same command resumes the study (nothing is evaluated twice).
 Writes RUN_DIR/search/pareto.json, pareto.csv, trials.csv, pareto.png and study.db.
@@ -74,6 +77,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="a shiftnas run: evaluate first the generator's archs for N costs spread over the range",
     )
+    p.add_argument(
+        "--screen",
+        metavar="SIGNALS",
+        help="pre-filter each trial's candidates by a label-free estimate: comma-separated proxies (supernet info "
+        "lists them), params, flops; the log-rank sum among --screen-reference random archs (sn.estimate)",
+    )
+    p.add_argument("--screen-candidates", dest="screen_candidates", type=int, default=8,
+                   help="proposals per trial when screening (default 8)")
+    p.add_argument("--screen-reference", dest="screen_reference", type=int, default=32,
+                   help="random archs the screen ranks candidates among (default 32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     device_arg(p)
     p.set_defaults(func=friendly(run))
@@ -126,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         from ..training.strategies.shiftnas import load_generator
 
         start = load_generator(args.run_dir).spread(args.start_generated)
+    screen = None
+    if args.screen:
+        screen = _screen(args, cfg.seed)
     result = search(
         args.run_dir,
         objectives=cfg.objectives,
@@ -145,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         start_archs=start,
+        screen=screen,
+        screen_candidates=args.screen_candidates,
     )
     console = Console()
     console.print(front_table(result.to_json()))
@@ -153,3 +171,33 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"results in [bold]{result.out_dir}[/bold] (pareto.json, pareto.csv, pareto.png)")
     console.print(f"next: supernet export {args.run_dir} --arch best --out {args.run_dir / 'model'}")
     return 0
+
+
+def _screen(args: argparse.Namespace, seed: int) -> Callable[[Any], float]:
+    """A label-free `supernet.estimate.Estimator` over the ``--screen`` signals, as a search screen."""
+    import random
+
+    import torch
+
+    from ..estimate import Estimator, cost_signal, proxy_signal
+    from ..proxies import PROXIES
+    from ..training import load_run
+    from ..training.rundata import task_of_run
+
+    names = [n.strip() for n in args.screen.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROXIES and n not in ("params", "flops")]
+    if not names or unknown:
+        raise ValueError(f"--screen: unknown signals {unknown or names}; use params, flops or proxies: "
+                         f"{', '.join(PROXIES)}")
+    if args.screen_reference < 2:
+        raise ValueError(f"--screen-reference must be at least 2, got {args.screen_reference}")
+    space = load_run(args.run_dir).space
+    task = task_of_run(args.run_dir)
+    batch = task.train_batch(64, torch.Generator().manual_seed(seed))
+    signals = {
+        n: cost_signal(space, n, task.example_input(1)) if n in ("params", "flops")  # type: ignore[arg-type]
+        else proxy_signal(space, n, batch, seed=seed, device=args.device or "auto")
+        for n in names
+    }
+    rng = random.Random(seed)
+    return Estimator(signals).fit([space.sample(rng=rng) for _ in range(args.screen_reference)]).objective()
