@@ -13,7 +13,8 @@ from torch import nn
 
 import supernet.proxies.gradstats as G
 from supernet import proxies as P
-from tiny_spaces import TINY, tiny_space
+from tiny_spaces import PROXY_SPACES as SPACES
+from tiny_spaces import TINY
 
 W1 = np.array([[1.0, -1.0], [0.5, 2.0]])  # hidden = W1 @ x
 W2 = np.array([[1.0, 2.0], [0.5, -0.5]])  # logits = W2 @ relu(hidden)
@@ -219,17 +220,6 @@ def test_meco_needs_feature_maps_and_follows_the_batch():
 
 # ---- every ready space ----------------------------------------------------------------------------------------
 
-IMAGES = (torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3]))
-TOKENS = (torch.randint(0, 17, (3, 8), generator=torch.Generator().manual_seed(0)),) * 2
-SPACES = {
-    "nb201": (lambda: tiny_space("nb201", num_classes=4), IMAGES),
-    "mobilenet": (lambda: tiny_space("mobilenet", num_classes=4, image_size=16, strides=(2, 2)), IMAGES),
-    "vit": (
-        lambda: tiny_space("vit", image_size=16, patch_size=8, num_classes=4, embed_dims=(16, 32), mlp_ratios=(1, 2)),
-        IMAGES,
-    ),
-    "gpt": (lambda: tiny_space("gpt", vocab_size=17, embed_dims=(16, 32), mlp_ratios=(1, 2)), TOKENS),
-}
 
 
 def test_every_ready_space_is_covered():

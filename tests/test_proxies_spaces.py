@@ -9,20 +9,9 @@ import torch
 
 import supernet as sn
 from supernet import proxies as P
-from tiny_spaces import tiny_space
+from tiny_spaces import PROXY_IMAGES as IMAGES
+from tiny_spaces import PROXY_SPACES as SPACES
 
-IMAGES = (torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3]))
-TOKENS = (torch.randint(0, 17, (3, 8), generator=torch.Generator().manual_seed(0)),) * 2
-
-SPACES = {
-    "nb201": (lambda: tiny_space("nb201", num_classes=4), IMAGES),
-    "mobilenet": (lambda: tiny_space("mobilenet", num_classes=4, image_size=16, strides=(2, 2)), IMAGES),
-    "vit": (
-        lambda: tiny_space("vit", image_size=16, patch_size=8, num_classes=4, embed_dims=(16, 32), mlp_ratios=(1, 2)),
-        IMAGES,
-    ),
-    "gpt": (lambda: tiny_space("gpt", vocab_size=17, embed_dims=(16, 32), mlp_ratios=(1, 2)), TOKENS),
-}
 NOT_FOR_TOKENS = {"jacov", "zen"}
 
 

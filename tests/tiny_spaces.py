@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 import supernet as sn
 from supernet.spaces import build_space
 
@@ -55,3 +57,17 @@ data: {{name: shakespeare}}
 train: {{steps: 2, batch_size: 4, strategy: uniform, progress: false}}
 search: {{{search}, eval_batches: 1, eval_batch_size: 8, bn_batches: 0}}
 """
+
+
+# Every ready space with a batch it takes, for the proxy sweeps: (space factory, (inputs, targets)).
+PROXY_IMAGES = (torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3]))
+PROXY_TOKENS = (torch.randint(0, 17, (3, 8), generator=torch.Generator().manual_seed(0)),) * 2
+PROXY_SPACES: dict[str, tuple[Any, Any]] = {
+    "nb201": (lambda: tiny_space("nb201", num_classes=4), PROXY_IMAGES),
+    "mobilenet": (lambda: tiny_space("mobilenet", num_classes=4, image_size=16, strides=(2, 2)), PROXY_IMAGES),
+    "vit": (
+        lambda: tiny_space("vit", image_size=16, patch_size=8, num_classes=4, embed_dims=(16, 32), mlp_ratios=(1, 2)),
+        PROXY_IMAGES,
+    ),
+    "gpt": (lambda: tiny_space("gpt", vocab_size=17, embed_dims=(16, 32), mlp_ratios=(1, 2)), PROXY_TOKENS),
+}
