@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -54,3 +55,14 @@ def method_list(descriptions: Mapping[str, str], indent: int = 2) -> str:
         return " " * indent + "(none registered)"
     width = max(len(name) for name in descriptions) + 2
     return "\n".join(f"{' ' * indent}{name:<{width}}{text}".rstrip() for name, text in descriptions.items())
+
+
+def json_object(text: str, flag: str, example: str) -> dict[str, Any]:
+    """The JSON object given to ``flag``; a ValueError naming the flag (and an example) otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be a JSON object, e.g. '{example}': {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, e.g. '{example}', got {text!r}")
+    return value

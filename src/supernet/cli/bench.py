@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from ._util import json_object
 
 EXAMPLE = """examples:
   supernet bench nb201 --preset cpu --strategy uniform --seed 0 --data-dir ../shared/data
@@ -73,12 +74,7 @@ def run(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         options = None
         if args.strategy_options is not None:
-            try:
-                options = json.loads(args.strategy_options)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"--strategy-options must be a JSON object: {err}") from err
-            if not isinstance(options, dict):
-                raise ValueError(f"--strategy-options must be a JSON object, got {args.strategy_options!r}")
+            options = json_object(args.strategy_options, "--strategy-options", '{"inner": "pada"}')
         cfg = preset_config(
             args.preset,
             strategy=args.strategy,

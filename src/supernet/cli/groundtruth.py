@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import sys
 from typing import Any
+
+from ._util import json_object
 
 EXAMPLE = """examples:
   supernet groundtruth gpt --archs 8 --steps 300 --out gpt_truth.json
@@ -97,12 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.space not in SPACES:
             raise ValueError(f"unknown space {args.space!r}; registered spaces: {', '.join(SPACES)}")
-        try:
-            kwargs = json.loads(args.space_kwargs)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--space-kwargs must be a JSON object, e.g. '{{\"N\": 1}}': {err}") from None
-        if not isinstance(kwargs, dict):
-            raise ValueError(f"--space-kwargs must be a JSON object, got {args.space_kwargs!r}")
+        kwargs = json_object(args.space_kwargs, "--space-kwargs", '{"N": 1}')
         if args.archs < 1:
             raise ValueError(f"--archs must be >= 1, got {args.archs}")
         task, kwargs = _make_task(args, SPACES[args.space], kwargs)

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
+from ._util import json_object
+
 EXAMPLE = """examples:
   supernet proxies nb201 --archs 50 --proxies nwot,synflow,snip --out nb201_proxies.csv
   supernet proxies nb201 --from-table nb201_gt.json --images ../data/cifar10-train.tar.gz --out scores.json
@@ -81,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ..spaces import build_space
 
     try:
-        kwargs = json.loads(args.space_kwargs)
-        if not isinstance(kwargs, dict):
-            raise ValueError("--space-kwargs must be a JSON object")
+        kwargs = json_object(args.space_kwargs, "--space-kwargs", '{"N": 1}')
         if args.archs < 1 or args.batch_size < 2:
             raise ValueError(f"need --archs >= 1 and --batch-size >= 2, got {args.archs}, {args.batch_size}")
         if args.out.suffix.lower() not in (".csv", ".json"):

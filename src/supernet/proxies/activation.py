@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import Batch, ProxyNotApplicableError, batch_to, check_batch, is_token_input, net_device
+from .common import Batch, ProxyNotApplicableError, batch_to, check_batch, hooked, is_token_input, net_device
 from .registry import register_proxy
 
 RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU)
@@ -58,13 +58,8 @@ def nwot(net: nn.Module, batch: Batch, seed: int = 0, relu_only: bool = False) -
         code = (inputs[0].detach().reshape(inputs[0].shape[0], -1) > 0).double()
         kernel.add_(code @ code.T + (1.0 - code) @ (1.0 - code).T)
 
-    handles = [m.register_forward_pre_hook(hook) for m in acts]
-    try:
-        with torch.no_grad():
-            net(batch_to((x, y), net_device(net))[0])
-    finally:
-        for h in handles:
-            h.remove()
+    with hooked(acts, hook, pre=True), torch.no_grad():
+        net(batch_to((x, y), net_device(net))[0])
     sign, logdet = torch.linalg.slogdet(kernel.cpu())
     return float(logdet) if sign > 0 else -math.inf
 

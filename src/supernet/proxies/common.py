@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -118,3 +119,14 @@ def weight_grads(net: nn.Module, batch: Batch) -> tuple[list[nn.Module], list[to
     loss = task_loss(net(x), y)
     grads = torch.autograd.grad(loss, [m.weight for m in layers], allow_unused=True)
     return layers, list(grads)
+
+
+@contextlib.contextmanager
+def hooked(modules: Iterable[nn.Module], hook: Callable[..., Any], pre: bool = False) -> Iterator[None]:
+    """``hook`` registered as a forward hook (``pre=True``: forward pre-hook) on ``modules`` for the body only."""
+    handles = [m.register_forward_pre_hook(hook) if pre else m.register_forward_hook(hook) for m in modules]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .common import Batch, ProxyNotApplicableError, check_batch, net_device, prunable_layers, task_loss
+from .common import Batch, ProxyNotApplicableError, check_batch, hooked, net_device, prunable_layers, task_loss
 from .registry import register_proxy
 
 
@@ -129,13 +129,8 @@ def meco(net: nn.Module, batch: Batch, seed: int = 0, opt: bool = False, subset:
         if isinstance(output, torch.Tensor) and output.dim() >= 2:
             feats.append(output.detach()[0])
 
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
-        with torch.no_grad(), _seeded(seed, device):
-            net(x.to(device))
-    finally:
-        for h in handles:
-            h.remove()
+    with hooked(layers, hook), torch.no_grad(), _seeded(seed, device):
+        net(x.to(device))
     gen = torch.Generator().manual_seed(seed)
     total, scored = 0.0, 0
     for f in feats:

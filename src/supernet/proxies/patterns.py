@@ -35,7 +35,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .activation import GATED, RELU_FAMILY
-from .common import Batch, ProxyNotApplicableError, batch_to, check_batch, net_device
+from .common import Batch, ProxyNotApplicableError, batch_to, check_batch, hooked, net_device
 from .registry import register_proxy
 
 # ---- SWAP ---------------------------------------------------------------------------------------------------------
@@ -102,13 +102,8 @@ def swap(
         code = inputs[0].detach().reshape(inputs[0].shape[0], -1) > 0
         keys.append(torch.unique(_pack_patterns(code), dim=0))
 
-    handles = [m.register_forward_pre_hook(hook) for m in acts]
-    try:
-        with torch.no_grad():
-            net(batch_to((x, y), net_device(net))[0])
-    finally:
-        for h in handles:
-            h.remove()
+    with hooked(acts, hook, pre=True), torch.no_grad():
+        net(batch_to((x, y), net_device(net))[0])
     count = float(torch.unique(torch.cat(keys), dim=0).shape[0]) if keys else 0.0
     if mu is not None and sigma is not None:
         count *= swap_size_factor(net, mu, sigma)
