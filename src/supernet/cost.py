@@ -2,19 +2,30 @@
 
 On a supernet (or any module containing searchable layers) every function measures the active subnet
 by extracting it first, so the figures agree with the extracted network by construction.
+
+`CostTable` is an additive model of any cost over a space's decisions, fitted to measurements of sampled archs;
+`latency_table` fits one to measured latencies (a lookup table: an arch's latency predicted without running it).
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import os
+import platform
+import random
 import statistics
 import time
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .files import FileModel, read_json, write_json
 from .space import SuperModule, contains_searchable, extract_module
 
 
@@ -76,3 +87,214 @@ def latency(
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+class CostTableFile(FileModel):
+    """A saved `CostTable` (JSON)."""
+
+    format: Literal["supernet-cost-table"]
+    version: int
+    unit: str
+    bias: float
+    tables: dict[str, list[float]]
+    options: dict[str, list[Any]]
+    r2: float
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class CostTable:
+    """An additive cost model ``c(a) = c0 + sum_d T_d[a_d]`` over a space's decisions (those with 2+ options).
+
+    Fitted by least squares to measured costs of sampled archs (`fit`): exact for additive costs (NB201 FLOPs),
+    an approximation otherwise (``r2`` on the fitted archs says how good). ``options`` gives each decision's option
+    order, so a saved table predicts archs on its own. ``meta``: how it was measured (device, validation).
+    """
+
+    def __init__(
+        self,
+        bias: float,
+        tables: dict[str, list[float]],
+        r2: float,
+        options: Mapping[str, Sequence[Any]],
+        unit: str = "",
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.bias, self.tables, self.r2, self.unit = bias, tables, r2, unit
+        self.options = {n: list(options[n]) for n in tables}
+        self.meta = dict(meta or {})
+
+    @classmethod
+    def fit(
+        cls,
+        space: SuperModule,
+        measure: Callable[[], float],
+        samples: int,
+        seed: int,
+        unit: str = "",
+        archs: Sequence[Mapping[str, Any]] | None = None,
+    ) -> CostTable:
+        """Fit to ``measure()`` of the active subnet for the largest and smallest archs, one random arch per
+        decision and option with that option forced (so no option is only ever seen beside the same others), and
+        ``samples`` more random archs (all seeded); or for ``archs`` when given. Decisions with one option are left
+        out (their cost is part of the bias). ``meta["design_rank"]`` below ``meta["free_parameters"]`` means the
+        archs did not determine every option's share."""
+        decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
+        if archs is None:
+            rng = random.Random(seed)
+            archs = [space.max_arch(), space.min_arch()]
+            for name, c in decisions:
+                archs += [{**space.sample(rng=rng), name: o} for o in c.options]
+            archs += [space.sample(rng=rng) for _ in range(samples)]
+        previous = space.arch
+        rows, costs = [], []
+        try:
+            for arch in archs:
+                space.set_arch(arch)
+                costs.append(float(measure()))
+                rows.append([1.0] + [float(arch[n] == o) for n, c in decisions for o in c.options])
+        finally:
+            space.set_arch(previous)
+        x, y = torch.tensor(rows, dtype=torch.float64), torch.tensor(costs, dtype=torch.float64)
+        coef = torch.linalg.lstsq(x, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+        tables, i = {}, 1
+        for name, c in decisions:
+            tables[name] = coef[i : i + len(c.options)].tolist()
+            i += len(c.options)
+        meta = {"archs": len(archs), "design_rank": int(torch.linalg.matrix_rank(x)),
+                "free_parameters": 1 + sum(len(c.options) - 1 for _, c in decisions)}
+        return cls(float(coef[0]), tables, _r2(y, x @ coef), {n: c.options for n, c in decisions}, unit, meta)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], options: Mapping[str, Sequence[Any]] | None = None) -> CostTable:
+        """A table from `state` output (``options`` for states saved before tables recorded them)."""
+        opts = state.get("options") or options
+        if opts is None:
+            raise ValueError("this cost table state records no options: pass the space's options")
+        if set(state["tables"]) != set(opts):
+            raise ValueError(f"cost table decisions {sorted(state['tables'])} differ from {sorted(opts)}")
+        return cls(float(state["bias"]), {k: list(v) for k, v in state["tables"].items()}, float(state["r2"]),
+                   opts, str(state.get("unit", "")), state.get("meta"))
+
+    def moments(self, probs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of the cost of archs drawn with independent per-decision option ``probs`` (one row
+        per distribution, columns in option order); differentiable in ``probs``."""
+        mean: Any = self.bias
+        var: Any = 0.0
+        for name, p in probs.items():
+            t = torch.tensor(self.tables[name], dtype=p.dtype, device=p.device)
+            m = p @ t
+            mean = mean + m
+            var = var + p @ t.square() - m.square()
+        return mean, var
+
+    def arch_cost(self, arch: Mapping[str, Any]) -> float:
+        """The predicted cost of ``arch``."""
+        return self.bias + sum(self.tables[n][_option_index(self.options[n], arch[n], n)] for n in self.tables)
+
+    def extremes(self) -> tuple[float, float]:
+        """The smallest and largest predicted cost over all archs."""
+        return (self.bias + sum(min(t) for t in self.tables.values()),
+                self.bias + sum(max(t) for t in self.tables.values()))
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state (`from_state` reads it back)."""
+        return {"bias": self.bias, "tables": self.tables, "r2": self.r2, "options": self.options, "unit": self.unit,
+                "meta": self.meta}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the table as JSON, atomically."""
+        path = Path(path)
+        write_json(path, {"format": "supernet-cost-table", "version": 1, **self.state()})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CostTable:
+        """Read a table written by `save`."""
+        return cls.from_state(read_json(Path(path), CostTableFile, "supernet cost table"))
+
+
+def _option_index(options: list[Any], option: Any, name: str) -> int:
+    for i, o in enumerate(options):
+        if o == option:
+            return i
+    raise ValueError(f"decision {name!r} has no option {option!r} in this cost table (options: {options})")
+
+
+def _r2(y: torch.Tensor, fitted: torch.Tensor) -> float:
+    return 1.0 - float((y - fitted).square().sum() / (y - y.mean()).square().sum().clamp_min(1e-12))
+
+
+def device_description(device: str | torch.device) -> dict[str, Any]:
+    """What a measurement ran on: the device (GPU name or CPU model), threads, torch version, platform."""
+    device = torch.device(device)
+    out: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "platform": platform.platform()}
+    if device.type == "cuda":
+        out["name"] = torch.cuda.get_device_name(device)
+    else:
+        out["name"] = platform.processor() or platform.machine()
+        out["threads"] = torch.get_num_threads()
+    return out
+
+
+def latency_table(
+    space: SuperModule,
+    example_input: Any,
+    device: str | torch.device = "cpu",
+    samples: int = 48,
+    holdout: int = 16,
+    warmup: int = 3,
+    repeats: int = 15,
+    seed: int = 0,
+    progress: bool = True,
+) -> CostTable:
+    """A latency lookup table of ``space`` on ``device``: per decision and option, its additive share of the
+    measured latency (seconds) of whole extracted subnets, so an arch's latency is predicted as a sum.
+
+    Each option is measured in context: ``samples`` random archs (plus the largest, the smallest and one random
+    arch per option with that option forced, see `CostTable.fit`) are extracted and timed end to end (`latency`:
+    ``warmup`` runs, then the median of ``repeats``), and the table is fitted to them by least squares;
+    ``holdout`` further random archs are timed to validate it (``meta["holdout"]``: R^2, mean and max absolute
+    relative error of the predictions). Deliberate difference from per-layer lookup tables
+    (ProxylessNAS, FBNet): whole-net timings include what per-layer timers miss (memory traffic between layers,
+    framework overhead), and need no hook into every layer of a user's network.
+    """
+    if samples < 1 or holdout < 0:
+        raise ValueError(f"need samples >= 1 and holdout >= 0, got {samples} and {holdout}")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        options = sum(len(c.options) for c in space.decisions.values() if len(c.options) > 1)
+        bar = tqdm(total=samples + 2 + options + holdout, desc="latency table", unit="arch")
+
+    def measure() -> float:
+        value = latency(space, example_input, device=device, warmup=warmup, repeats=repeats)
+        if bar is not None:
+            bar.update()
+        return value
+
+    try:
+        table = CostTable.fit(space, measure, samples, seed, unit="s")
+        rng = random.Random(seed + 1)
+        previous = space.arch
+        checks = []
+        try:
+            for _ in range(holdout):
+                arch = space.sample(rng=rng)
+                space.set_arch(arch)
+                checks.append((table.arch_cost(arch), measure()))
+        finally:
+            space.set_arch(previous)
+    finally:
+        if bar is not None:
+            bar.close()
+    table.meta.update(device_description(device), warmup=warmup, repeats=repeats)
+    if checks:
+        pred = torch.tensor([p for p, _ in checks], dtype=torch.float64)
+        real = torch.tensor([m for _, m in checks], dtype=torch.float64)
+        rel = ((pred - real).abs() / real.clamp_min(1e-12)).tolist()
+        table.meta["holdout"] = {"archs": len(checks), "r2": _r2(real, pred), "mean_rel_error": statistics.fmean(rel),
+                                 "max_rel_error": max(rel)}
+    if not math.isfinite(table.bias):
+        raise ValueError("the latency fit failed (non-finite coefficients)")
+    return table

@@ -87,6 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="proposals per trial when screening (default 8)")
     p.add_argument("--screen-reference", dest="screen_reference", type=int, default=32,
                    help="random archs the screen ranks candidates among (default 32)")
+    p.add_argument("--latency-table", dest="latency_table", type=Path,
+                   help="predict latency from this table (supernet latency) instead of timing each subnet")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     device_arg(p)
     p.set_defaults(func=friendly(run))
@@ -161,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         start_archs=start,
+        latency_table=args.latency_table,
         screen=screen,
         screen_candidates=args.screen_candidates,
     )

@@ -45,6 +45,7 @@ def search(
     screen: Screen | None = None,
     screen_candidates: int = 8,
     start_archs: Sequence[Mapping[str, Any]] | None = None,
+    latency_table: Any = None,
     *,
     strategy: str | None = None,
 ) -> SearchResult:
@@ -87,6 +88,8 @@ def search(
         start_archs: archs to evaluate first, e.g. a ShiftNAS run's generated archs across the cost range
             (``supernet.training.strategies.shiftnas.load_generator(run_dir).spread(8)``); queued as the first
             trials of a new study, and the algorithm continues from them.
+        latency_table: a latency lookup table (`supernet.cost.latency_table`, or the path of one saved with
+            ``table.save``): the ``latency`` objective/constraint is then predicted from it, not measured.
         strategy: deprecated name of ``algorithm`` (a DeprecationWarning; removed in the next release).
 
     Returns:
@@ -120,5 +123,6 @@ def search(
         progress=progress,
     )
     searcher = Searcher(space_or_run, settings, evaluator=evaluator, example_input=example_input, task=task,
-                        screen=screen, start_archs=start_archs)
+                        screen=screen, start_archs=start_archs,
+                        latency_table=latency_table)
     return searcher.search()

@@ -20,6 +20,8 @@ class CostModel:
         example_input: one input batch (for FLOPs and latency; not needed for params).
         latency_device: where latency is measured (the extracted subnet runs there in eval mode).
         latency_repeats: timed forward passes per measurement (median reported).
+        latency_table: a `supernet.cost.CostTable` of latencies (`supernet.cost.latency_table`): latency is
+            then predicted from it, not measured (no subnet runs).
     """
 
     def __init__(
@@ -28,8 +30,10 @@ class CostModel:
         example_input: Any = None,
         latency_device: str | torch.device = "cpu",
         latency_repeats: int = 20,
+        latency_table: cost.CostTable | None = None,
     ) -> None:
         self.space = space
+        self.latency_table = latency_table
         self.example_input = example_input
         self.latency_device = latency_device
         self.latency_repeats = latency_repeats
@@ -45,6 +49,11 @@ class CostModel:
                 out[m] = self._cache[(key, m)]
             else:
                 todo.append(m)
+        if "latency" in todo and self.latency_table is not None:
+            out["latency"] = self.latency_table.arch_cost(arch)
+            todo.remove("latency")
+            if key is not None:
+                self._cache[(key, "latency")] = out["latency"]
         if not todo:
             return out
         if any(m != "params" for m in todo) and self.example_input is None:

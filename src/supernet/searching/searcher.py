@@ -24,6 +24,7 @@ import optuna
 import torch
 from optuna.storages import BaseStorage
 
+from .. import cost
 from ..device import resolve_device
 from ..seeding import restart_seed
 from ..space import ArchError, SuperModule
@@ -82,6 +83,8 @@ class Searcher:
             already), e.g. a ShiftNAS generator's archs across the cost range (`supernet.training.strategies.
             shiftnas.load_generator`). The algorithm then proceeds from them (evolution and NSGA-II take them into
             their first population).
+        latency_table: a latency `supernet.cost.CostTable` (or the path of a saved one): the ``latency`` metric
+            is predicted from it instead of measured.
 
     Attributes set by the hooks: ``run_dir``, ``out_dir``, ``storage_url``, ``storage``, ``study``, ``setup`` (the
     in-process `SearchSetup` with the ``cost_model``), ``result`` and ``done`` (how far the search got).
@@ -97,8 +100,12 @@ class Searcher:
         task: Any = None,
         screen: Screen | None = None,
         start_archs: Sequence[Mapping[str, Any]] | None = None,
+        latency_table: Any = None,
     ) -> None:
         self.source = source
+        if latency_table is not None and not isinstance(latency_table, cost.CostTable):
+            latency_table = cost.CostTable.load(latency_table)
+        self.latency_table = latency_table
         self.start_archs = [dict(a) for a in start_archs or ()]
         self.settings = settings if isinstance(settings, SearchSettings) else SearchSettings.create(settings)
         self.evaluator, self.example_input, self.task, self.screen = evaluator, example_input, task, screen
@@ -272,7 +279,8 @@ class Searcher:
 
     def make_cost_model(self, space: SuperModule, example_input: Any) -> CostModel:
         """The cost model (params, FLOPs, latency) of ``space``'s subnets."""
-        return CostModel(space, example_input, latency_device=self.settings.latency_device)
+        return CostModel(space, example_input, latency_device=self.settings.latency_device,
+                         latency_table=self.latency_table)
 
     def _check_params_feasible(self) -> None:
         """With workers, fail in the parent when even the smallest arch violates a params constraint."""

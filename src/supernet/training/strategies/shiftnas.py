@@ -30,7 +30,6 @@ arch for a cost (a starting point for a search); the strategy's state, generator
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +40,7 @@ from pydantic import Field, PositiveInt
 from torch import nn
 
 from ... import cost as cost_model
+from ...cost import CostTable
 from ...seeding import SHIFTNAS_INIT_SEED_OFFSET, SHIFTNAS_NOISE_SEED_OFFSET, derived_seed
 from ...space import SuperModule
 from ...space.superposition import Mix, superposition
@@ -66,71 +66,10 @@ class ShiftNASOptions(StrategyOptions):
     momentum: float = Field(0.95, ge=0, lt=1)
 
 
-# The weight of the cost variance in the generator's cost loss (see `CostTable.squared_error`): 1 (the full expected
+# The weight of the cost variance in the generator's cost loss (see `ShiftNAS.cost_loss`): 1 (the full expected
 # squared error) made a 24-arch test space generate one arch for every target; 0 (the squared error of the mean
 # only) let it average cheap and dear options instead of committing; 0.2 did neither.
 VARIANCE_WEIGHT = 0.2
-
-
-class CostTable:
-    """An additive cost model ``c0 + sum_d T_d[option]`` fitted to exact costs of sampled archs."""
-
-    def __init__(self, bias: float, tables: dict[str, list[float]], r2: float) -> None:
-        self.bias, self.tables, self.r2 = bias, tables, r2
-
-    @classmethod
-    def fit(cls, space: SuperModule, measure: Any, samples: int, seed: int) -> CostTable:
-        """Fit to ``measure()`` of the active subnet for ``samples`` random archs plus the largest and smallest.
-
-        Decisions with one option are left out: their cost is part of the bias.
-        """
-        decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
-        rng = random.Random(seed)
-        archs = [space.max_arch(), space.min_arch()] + [space.sample(rng=rng) for _ in range(samples)]
-        previous = space.arch
-        rows, costs = [], []
-        try:
-            for arch in archs:
-                space.set_arch(arch)
-                costs.append(float(measure()))
-                rows.append([1.0] + [float(arch[n] == o) for n, c in decisions for o in c.options])
-        finally:
-            space.set_arch(previous)
-        x, y = torch.tensor(rows, dtype=torch.float64), torch.tensor(costs, dtype=torch.float64)
-        coef = torch.linalg.lstsq(x, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
-        fitted = x @ coef
-        r2 = 1.0 - float((y - fitted).square().sum() / (y - y.mean()).square().sum().clamp_min(1e-12))
-        tables, i = {}, 1
-        for name, c in decisions:
-            tables[name] = coef[i : i + len(c.options)].tolist()
-            i += len(c.options)
-        return cls(float(coef[0]), tables, r2)
-
-    def squared_error(self, probs: Mapping[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-        """Per target, ``(E[c(a)] - target)^2 + VARIANCE_WEIGHT * Var[c(a)]`` for archs drawn with independent
-        per-decision ``probs`` (rows: one per target, columns: options). The variance term makes the
-        distributions sharpen onto one arch; at weight 1 the sum would be ``E[(c(a) - target)^2]``, which in our
-        runs collapsed every target onto one arch."""
-        mean: Any = self.bias
-        var: Any = 0.0
-        for name, p in probs.items():
-            t = torch.tensor(self.tables[name], dtype=p.dtype, device=p.device)
-            m = p @ t
-            mean = mean + m
-            var = var + p @ t.square() - m.square()
-        return (mean - targets) ** 2 + VARIANCE_WEIGHT * var
-
-    def arch_cost(self, arch: Mapping[str, Any], options: Mapping[str, tuple[Any, ...]]) -> float:
-        """The table cost of ``arch``."""
-        return self.bias + sum(self.tables[n][options[n].index(arch[n])] for n in self.tables)
-
-    def extremes(self) -> tuple[float, float]:
-        """The smallest and largest table cost over all archs."""
-        return (self.bias + sum(min(t) for t in self.tables.values()),
-                self.bias + sum(max(t) for t in self.tables.values()))
-
-    def state(self) -> dict[str, Any]:
-        return {"bias": self.bias, "tables": self.tables, "r2": self.r2}
 
 
 class Generator(nn.Module):
@@ -216,7 +155,7 @@ class ShiftNAS(Strategy):
             (lambda: cost_model.flops(ctx.space, example)) if o.metric == "flops"
             else (lambda: cost_model.params(ctx.space))
         )
-        self.table = CostTable.fit(ctx.space, measure, o.cost_samples, ctx.config.seed)
+        self.table = CostTable.fit(ctx.space, measure, o.cost_samples, ctx.config.seed, unit=o.metric)
         self.low, self.high = self.table.extremes()
         if not self.high > self.low:
             raise ValueError(f"shiftnas: every arch of this space has the same {o.metric}; nothing to shift")
@@ -291,7 +230,7 @@ class ShiftNAS(Strategy):
 
     def table_cost(self, arch: Mapping[str, Any]) -> float:
         """The cost model's estimate for ``arch``."""
-        return self.table.arch_cost(arch, self.options_of)
+        return self.table.arch_cost(arch)
 
     # ------------------------------------------------------------------ training
     def step(self, ctx: TrainContext, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
@@ -320,7 +259,9 @@ class ShiftNAS(Strategy):
         loss = ctx.loss(out, y)
         probs = {n: torch.softmax(rows, dim=-1) for n, rows in logits.items()}
         wanted = torch.tensor(targets, dtype=torch.float64, device=out.device)
-        squared = self.table.squared_error({n: p.double() for n, p in probs.items()}, wanted)
+        mean, var = self.table.moments({n: p.double() for n, p in probs.items()})
+        # the variance term makes the distributions sharpen onto one arch (see VARIANCE_WEIGHT)
+        squared = (mean - wanted) ** 2 + VARIANCE_WEIGHT * var
         cost_loss = (squared.mean() / (self.high - self.low) ** 2).float()
         ctx.backward(loss + o.cost_weight * cost_loss)
         ctx.all_reduce_grads(self.generator.parameters())
@@ -339,7 +280,7 @@ class ShiftNAS(Strategy):
         t = state["table"]
         if set(t["tables"]) != set(self.options_of):
             raise ValueError(f"ShiftNAS state has decisions {sorted(t['tables'])}, the space {sorted(self.options_of)}")
-        self.table = CostTable(float(t["bias"]), {k: list(v) for k, v in t["tables"].items()}, float(t["r2"]))
+        self.table = CostTable.from_state(t, self.options_of)
         self.low, self.high = self.table.extremes()
         self.shift.load(state["shift"])
         self._optimizer_data = state["optimizer"]

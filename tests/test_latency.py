@@ -1,0 +1,102 @@
+"""Latency lookup tables: the additive fit, its holdout check, JSON round trip, use in search and on the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import supernet as sn
+from supernet import cost
+from supernet.cli import main
+from supernet.cost import CostTable, latency_table
+from supernet.searching import search
+from test_cli import TINY_YAML
+from test_train_common import mlp_space
+
+COSTS = {"width": {8: 1.0, 16: 3.0}, "op": {"lin": 2.0, "tanh": 0.5, "id": 0.0}, "depth": {0: 0.0, 1: 1.5, 2: 3.0}}
+
+
+def _fake_latency(space: sn.SuperModule):
+    """An additive 'latency' of the active arch (ms), so the fit and its check are exact."""
+
+    def fake(module, example_input, device="cpu", warmup=5, repeats=30) -> float:
+        arch = space.arch
+        return 1e-3 * (0.25 + sum(COSTS[n][arch[n]] for n in COSTS))
+
+    return fake
+
+
+def test_latency_table_fits_an_additive_latency_exactly_and_checks_it(monkeypatch) -> None:
+    space = mlp_space(0)
+    monkeypatch.setattr(cost, "latency", _fake_latency(space))
+    table = latency_table(space, torch.randn(1, 8), samples=12, holdout=5, progress=False)
+    assert table.unit == "s" and table.r2 > 0.999999
+    check = table.meta["holdout"]
+    assert check["archs"] == 5 and check["r2"] > 0.999999 and check["max_rel_error"] < 1e-9
+    assert table.meta["device"] == "cpu" and table.meta["torch"] == torch.__version__
+    for seed in range(5):
+        arch = space.sample(seed=seed)
+        expected = 1e-3 * (0.25 + sum(COSTS[n][arch[n]] for n in COSTS))
+        assert table.arch_cost(arch) == pytest.approx(expected, rel=1e-9)
+    low, high = table.extremes()
+    assert low == pytest.approx(1e-3 * 1.25) and high == pytest.approx(1e-3 * (0.25 + 3 + 2 + 3))
+
+
+def test_a_measured_table_predicts_real_latency_roughly() -> None:
+    space = mlp_space(0).eval()
+    table = latency_table(space, torch.randn(1, 8), samples=6, holdout=3, warmup=1, repeats=3, progress=False)
+    assert table.meta["holdout"]["archs"] == 3
+    assert all(table.arch_cost(space.sample(seed=s)) > 0 for s in range(3))
+
+
+def test_cost_tables_round_trip_through_json_and_refuse_unknown_options(tmp_path: Path) -> None:
+    space = mlp_space(0)
+    table = CostTable.fit(space, lambda: float(sn.cost.params(space)), samples=10, seed=0, unit="params")
+    path = table.save(tmp_path / "t.json")
+    again = CostTable.load(path)
+    assert json.loads(path.read_text())["format"] == "supernet-cost-table"
+    for seed in range(4):
+        arch = space.sample(seed=seed)
+        assert again.arch_cost(arch) == table.arch_cost(arch)
+    with pytest.raises(ValueError, match="decision 'width' has no option 12"):
+        table.arch_cost({**space.max_arch(), "width": 12})
+    old_state = {k: v for k, v in table.state().items() if k != "options"}  # as older checkpoints saved it
+    assert CostTable.from_state(old_state, space.choices).arch_cost(space.max_arch()) == table.arch_cost(
+        space.max_arch())
+    with pytest.raises(ValueError, match="records no options"):
+        CostTable.from_state(old_state)
+
+
+def test_search_predicts_latency_from_a_table_without_timing_subnets(monkeypatch) -> None:
+    space = mlp_space(0)
+    monkeypatch.setattr(cost, "latency", _fake_latency(space))
+    table = latency_table(space, torch.randn(1, 8), samples=12, holdout=0, progress=False)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a subnet was timed")
+
+    monkeypatch.setattr(cost, "latency", never)
+    result = search(space, lambda arch: {"loss": 1.0 / (1 + sn.cost.params(space.extract(arch)))},
+                    objectives=["loss", "latency"], trials=6, algorithm="random", example_input=torch.randn(1, 8),
+                    progress=False, latency_table=table)
+    for entry in result.entries:
+        assert entry["metrics"]["latency"] == pytest.approx(table.arch_cost(entry["arch"]))
+
+
+def test_cli_measures_a_table_and_searches_with_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(TINY_YAML.format(run_dir=run_dir))
+    assert main(["train", str(cfg)]) == 0
+    assert main(["latency", str(run_dir), "--samples", "4", "--holdout", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "holdout: 2 archs" in out and (run_dir / "latency.json").is_file()
+    table = CostTable.load(run_dir / "latency.json")
+    assert main(["search", str(run_dir), "--objectives", "loss,latency", "--latency-table",
+                 str(run_dir / "latency.json"), "--no-progress", "--device", "cpu"]) == 0
+    front = json.loads((run_dir / "search" / "pareto.json").read_text())["front"]
+    assert all(e["metrics"]["latency"] == pytest.approx(table.arch_cost(e["arch"])) for e in front)
+    assert main(["latency", str(run_dir), "--samples", "0"]) == 2
