@@ -200,8 +200,9 @@ def test_a_plugin_that_fails_to_import_is_named(tmp_path: Path, monkeypatch: pyt
 def test_every_family_has_a_registry_with_a_description_for_each_method() -> None:
     expected = {
         "space": (SPACES, {"gpt", "mobilenet", "nb201", "vit"}),
-        "strategy": (STRATEGIES, {"uniform", "fair", "sandwich", "alpha", "progressive", "darts", "gdas", "drnas"}),
-        "mixer": (MIXERS, {"softmax", "dirichlet", "gumbel"}),
+        "strategy": (STRATEGIES, {"uniform", "fair", "sandwich", "alpha", "progressive", "darts", "gdas", "drnas",
+                                   "pada", "shiftnas", "fewshot", "gm", "mos", "proxyless"}),
+        "mixer": (MIXERS, {"softmax", "dirichlet", "gumbel", "binary"}),
         "proxy": (PROXIES, {"synflow", "snip", "grasp", "fisher", "grad_norm", "plain", "jacov", "nwot", "gradsign",
                             "zen", "l2_norm", "params", "flops", "zico", "meco", "swap", "vkdnw", "az_expressivity",
                             "az_progressivity", "az_trainability"}),

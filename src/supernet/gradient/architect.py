@@ -54,6 +54,8 @@ class Architect:
         betas: tuple[float, float] = (0.5, 0.999),
     ) -> None:
         self.alphas, self.mixer = alphas, mixer
+        # an extra differentiable term of the alpha loss (ProxylessNAS's expected latency), or None
+        self.extra: Callable[[], torch.Tensor] | None = None
         self.optimizer = torch.optim.Adam(alphas.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
 
     def alpha_grads(
@@ -94,6 +96,8 @@ class Architect:
         reg = self.mixer.regularizer(self.alphas.parameters())
         if reg is not None:
             total = total + reg
+        if self.extra is not None:
+            total = total + self.extra().to(total.dtype if torch.is_tensor(total) else torch.float32)
         if torch.is_tensor(total) and total.requires_grad:
             total.backward()
         for a in self.alphas.parameters():

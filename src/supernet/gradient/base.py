@@ -134,6 +134,13 @@ class GradientStrategy(Strategy):
             mixes[c] = Mix(w, i)
         return mixes
 
+    def alpha_sample(self, progress: float) -> dict[Choice, Mix]:
+        """Mixture weights for the alpha step (default: as for the weight step, `sample`)."""
+        return self.sample(progress)
+
+    def after_alpha_step(self) -> None:
+        """Called after each alpha optimizer step (ProxylessNAS re-centres the two updated alphas)."""
+
     def arch_for(self, mixes: Mapping[Choice, Mix]) -> dict[str, Any]:
         """The arch to activate under ``mixes``: hard picks set, soft decisions at their largest option."""
         arch = dict(self._base_arch)
@@ -161,7 +168,7 @@ class GradientStrategy(Strategy):
 
             val_loss = self.architect.alpha_grads(
                 self._loss_fn(ctx),
-                self.sample(progress),
+                self.alpha_sample(progress),
                 ctx.val_batch(),
                 second_order=o.second_order,
                 train_batch=batch,
@@ -173,6 +180,7 @@ class GradientStrategy(Strategy):
             for n in self.decided:  # settled decisions stay where they are
                 self.alphas.alpha[n].grad = None
             self.architect.step()
+            self.after_alpha_step()
             metrics["val_loss"] = val_loss
         mixes = {c: Mix(m.weights.detach(), m.index) for c, m in self.sample(progress).items()}
         arch = self.arch_for(mixes)

@@ -71,8 +71,8 @@ class LayerChoice(Searchable):
             out = self.candidates[str(self.choice.options[mix.index])](*args, **kwargs)
             return out * weights[mix.index].to(out.dtype)
         out = 0
-        for i, option in enumerate(self.choice.options):
-            y = self.candidates[str(option)](*args, **kwargs)
+        for i in mix.paths if mix.paths is not None else range(len(self.choice.options)):
+            y = self.candidates[str(self.choice.options[i])](*args, **kwargs)
             out = out + weights[i].to(y.dtype) * y
         return out
 

@@ -41,10 +41,13 @@ class Mix:
         index: ``None`` for a soft mixture; an option index for a hard pick (GDAS): only that option is
             computed and its output is scaled by ``weights[index]`` (1 in the forward pass with a
             straight-through estimator, so the gradient still reaches the architecture parameters).
+        paths: for a soft mixture, the only options an operation choice computes (ProxylessNAS's two sampled
+            paths: memory of two paths, not all); the others' weights must be 0. ``None``: every option.
     """
 
     weights: torch.Tensor
     index: int | None = None
+    paths: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
