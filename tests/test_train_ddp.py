@@ -18,7 +18,7 @@ from test_train_common import mlp_space, vector_task
 HERE = Path(__file__).resolve().parent
 
 CONFIG = {"steps": 5, "batch_size": 8, "lr": 1e-2, "weight_decay": 0.1, "log_every": 1, "progress": False, "seed": 7}
-RUNS = [("mlp", "uniform"), ("mlp", "sandwich"), ("mlp", "pada"), ("mlp", "shiftnas"), ("mlp", "gm"),
+RUNS = [("mlp", "uniform"), ("mlp", "sandwich"), ("mlp", "pada"), ("mlp", "shiftnas"), ("mlp", "gm"), ("mlp", "mos"),
         ("gpt", "uniform")]
 # Attention's key bias has an exactly-zero true gradient (softmax ignores a per-row shift), so Adam would turn
 # float noise into full-size steps; the GPT run uses SGD (weight decay still tells "no grad" from "zero grad").

@@ -68,15 +68,19 @@ class MixedWeight(nn.Module):
     def __init__(self, weight: torch.Tensor, experts: int, slot: int, router: Router, generator: torch.Generator
                  ) -> None:
         super().__init__()
-        noise = torch.randn((experts - 1, *weight.shape), generator=generator) * NOISE * float(weight.detach().std())
-        self.extra = nn.Parameter(weight.detach().cpu().unsqueeze(0) + noise)
+        if experts > 1:
+            scale = NOISE * float(weight.detach().std())
+            noise = torch.randn((experts - 1, *weight.shape), generator=generator) * scale
+            self.extra: nn.Parameter | None = nn.Parameter(weight.detach().cpu().unsqueeze(0) + noise)
+        else:  # one expert: the layer's own weight only (no empty parameter for optimizers and DDP to trip on)
+            self.register_parameter("extra", None)
         self.slot = slot
         self._router = [router]  # a plain reference: the router is registered once, on the `Mixture`
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         c = self._router[0].coefficients[self.slot].to(weight.device, weight.dtype)
         out = c[0] * weight
-        if self.extra.shape[0]:
+        if self.extra is not None:
             out = out + torch.tensordot(c[1:], self.extra.to(weight.dtype), dims=1)
         return out
 

@@ -69,7 +69,7 @@ class TouchAll(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         out = self.space(*args, **kwargs)
-        params = [p for p, _ in self._owners if p.requires_grad]
+        params = [p for p, _ in self._owners if p.requires_grad and p.numel()]  # empty: a 1-expert mixture
         if not params:
             return out
         zero = torch.stack([p.reshape(-1)[0].float() for p in params]).sum() * 0.0
