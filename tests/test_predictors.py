@@ -170,6 +170,7 @@ def test_cli_proxies_writes_a_table(tmp_path):
             "cpu",
             "--out",
             str(out),
+            "--no-progress",
         ]
     )
     assert code == 0

@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds arch sampling, the batch and initialisation")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="output table (.csv or .json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     rows: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
-    with Progress(transient=True) as bar:
+    with Progress(transient=True, disable=args.no_progress) as bar:
         task = bar.add_task(f"scoring {len(archs)} archs", total=len(archs))
         for arch in archs:
             rows[arch_key(arch, args.space)] = P.score(

@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run dir")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--strategy", metavar="NAME", help="override train.strategy (a training strategy listed above)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (override train.progress)")
     device_arg(p, default=None)  # type: ignore[arg-type]
     p.set_defaults(func=friendly(run))
 
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         data["train"]["steps"] = args.steps
     if args.strategy is not None:
         data["train"]["strategy"] = args.strategy
+    if args.no_progress:
+        data["train"]["progress"] = False
     cfg = PipelineConfig.from_dict(data, where=f"config {args.config}")
     run_dir = Path(cfg.run_dir)
     if not args.resume and latest_checkpoint(run_dir) is not None:  # refuse before building or writing anything
