@@ -16,6 +16,7 @@ SMALL_KWARGS = {
     "vit": {"image_size": 16, "patch_size": 4},
     "nb201": {"C": 8, "N": 1},
     "mobilenet": {},
+    "darts": {"C": 4, "layers": 5},
 }
 
 

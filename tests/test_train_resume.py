@@ -9,6 +9,7 @@ import torch
 
 import supernet as sn
 from supernet.training import load_run
+from supernet.training.tensorboard import available as tensorboard_available
 from test_train_common import Killed, conv_space, image_task, kill_at_step, straight_and_resumed
 
 
@@ -34,7 +35,8 @@ def test_run_directory_layout_and_load_run(tmp_path):
     cfg = {"steps": 6, "batch_size": 4, "checkpoint_every": 2, "keep_checkpoints": 2, "progress": False}
     run = sn.train(space, text, "uniform", cfg, run_dir=tmp_path, device="cpu")
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["checkpoints", "latest.json", "metrics.jsonl", "run.json", "weights.safetensors"]
+    board = ["tensorboard"] if tensorboard_available() else []  # event files beside the record, where installed
+    assert names == sorted(["checkpoints", "latest.json", "metrics.jsonl", "run.json", "weights.safetensors", *board])
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000004", "step-00000006"]
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no temp files left
     meta = json.loads((tmp_path / "run.json").read_text())

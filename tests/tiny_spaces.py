@@ -39,6 +39,7 @@ TINY: dict[str, dict[str, Any]] = {
         "depths": (1, 2),
         "head_dim": 8,
     },
+    "darts": {"C": 4, "layers": 3, "nodes": 2},
 }
 
 
@@ -70,4 +71,5 @@ PROXY_SPACES: dict[str, tuple[Any, Any]] = {
         PROXY_IMAGES,
     ),
     "gpt": (lambda: tiny_space("gpt", vocab_size=17, embed_dims=(16, 32), mlp_ratios=(1, 2)), PROXY_TOKENS),
+    "darts": (lambda: tiny_space("darts", num_classes=4), PROXY_IMAGES),
 }

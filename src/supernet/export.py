@@ -7,6 +7,8 @@ A model directory holds::
     space.json          the space spec ({"space": name, "kwargs": {...}}) it was extracted from
     model.json          metadata: arch, space, metrics, params, FLOPs, latency, how it was found, data, versions
     README.md           a short model card
+    model.onnx          with ``format="onnx"``: the same net as an ONNX graph (batch dimension dynamic), checked
+                        against PyTorch with onnxruntime when it is installed (``pip install 'supernet[onnx]'``)
 
 ``sn.load(dir)`` rebuilds the space from the spec, extracts the arch (a plain ``nn.Module`` with no supernet
 classes) and loads the weights with strict key and shape checks.
@@ -14,13 +16,23 @@ classes) and loads the weights with strict key and shape checks.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import importlib.metadata
+import importlib.util
+import io
 import json
+import logging
 import os
 import platform
-from collections.abc import Mapping
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -35,6 +47,18 @@ from .training.evaluate import batchnorm_modules, evaluate_model
 MODEL_FORMAT = "supernet-model"
 WEIGHTS = "model.safetensors"
 META = "model.json"
+ONNX_FILE = "model.onnx"
+# What `export` can write: the model directory always; "onnx" adds model.onnx.
+FORMATS = ("safetensors", "onnx")
+# Largest |onnxruntime - PyTorch| output difference an ONNX export may show on its check inputs.
+ONNX_TOLERANCE = 1e-4
+ONNX_EXTRA = "pip install 'supernet[onnx]'"
+# Above this many bytes of weights the ONNX graph keeps them in model.onnx.data (protobuf files stop at 2 GiB).
+ONNX_EXTERNAL_DATA_BYTES = 1 << 30
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency (a ``supernet[...]`` extra) that this feature needs is not installed."""
 
 
 class ModelFile(FileModel):
@@ -141,6 +165,8 @@ def export(
     data: Mapping[str, Any] | None = None,
     task: Any = None,
     evaluation: Mapping[str, Any] | None = None,
+    format: str = "safetensors",
+    onnx_opset: int | None = None,
 ) -> Path:
     """Write subnet ``arch`` of a trained supernet to the model directory ``out``.
 
@@ -165,10 +191,19 @@ def export(
             (keep the supernet's shared statistics, which fit no single subnet).
         evaluation: ``max_batches`` / ``batch_size`` / ``bn_batches`` / ``bn_batch_size`` / ``seed`` of the
             measurement (default: those of the run's search config, else the search defaults).
+        format: ``"safetensors"`` (the model directory) or ``"onnx"`` (the model directory plus ``model.onnx``,
+            see `export_onnx`; needs an example input and ``pip install 'supernet[onnx]'``).
+        onnx_opset: the ONNX opset to write (default: the exporter's default, recorded in ``model.json``).
 
     Returns:
         The model directory.
+
+    Raises:
+        MissingExtraError: ``format="onnx"`` without the packages torch's ONNX exporter needs.
     """
+    check_format(format)
+    if format == "onnx":
+        require_onnx_exporter()
     run_dir = run_dir_of(source)
     entry: dict[str, Any] = {}
     if run_dir is not None:
@@ -221,7 +256,15 @@ def export(
     if example_input is not None and latency_device is not None:
         meta["latency_s"] = cost.latency(net, example_input, device=latency_device)
     out_dir = Path(out)
-    write_model(out_dir, net, meta)
+    if format == "onnx":
+        if example_input is None:
+            raise ValueError(
+                "format='onnx' needs an example input to trace the model with: pass example_input= (a run whose "
+                "task can be rebuilt gives one)"
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta["onnx"] = export_onnx(net, example_input, out_dir / ONNX_FILE, opset=onnx_opset)
+    write_model(out_dir, net, meta, refresh_onnx=False)
     return out_dir
 
 
@@ -264,10 +307,26 @@ def _task_of(source: Any, run_dir: Path | None) -> Any:
         return None
 
 
-def write_model(out_dir: Path, net: nn.Module, meta: dict[str, Any]) -> None:
-    """Write weights, arch.json, space.json, README.md and (last) model.json, each atomically."""
+def write_model(out_dir: Path, net: nn.Module, meta: dict[str, Any], refresh_onnx: bool = True) -> None:
+    """Write weights, arch.json, space.json, README.md and (last) model.json, each atomically.
+
+    ``model.onnx`` follows the weights: with ``refresh_onnx`` (new weights for a model whose ``meta`` records an
+    ONNX export, e.g. after ``supernet finetune``) it is exported again on inputs of the recorded shapes, or removed
+    with a warning when the ONNX packages are missing; a model without an ``onnx`` record loses any stale
+    ``model.onnx`` left in ``out_dir`` by an earlier export.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir / WEIGHTS, net.state_dict(), metadata={"format": MODEL_FORMAT})
+    if refresh_onnx and meta.get("onnx"):
+        try:
+            meta["onnx"] = export_onnx(
+                net, _recorded_inputs(meta["onnx"]), out_dir / ONNX_FILE, opset=meta["onnx"].get("opset")
+            )
+        except MissingExtraError as err:
+            warnings.warn(f"{out_dir / ONNX_FILE} no longer matches the weights and was removed: {err}", stacklevel=2)
+            meta.pop("onnx")
+    if not meta.get("onnx"):
+        _remove_onnx(out_dir)
     write_json(out_dir / "arch.json", meta["arch"])
     write_json(out_dir / "space.json", meta["space"])
     write_text(out_dir / "README.md", model_card(meta))
@@ -334,6 +393,8 @@ def model_card(meta: Mapping[str, Any]) -> str:
         lines.append(f"FLOPs (one example): {meta['flops']:,}  ")
     if meta.get("latency_s") is not None:
         lines.append(f"Latency (batch 1, {meta.get('latency_device')}): {1000 * meta['latency_s']:.2f} ms  ")
+    if meta.get("onnx"):
+        lines.append(f"ONNX: {onnx_summary(meta['onnx'])}  ")
     lines.append("")
     metrics = meta.get("metrics") or {}
     if metrics:
@@ -440,3 +501,230 @@ def _example_input(run_dir: Path | None) -> Any:
     if task.get("kind") == "lm" and task.get("block_size"):
         return torch.zeros(1, int(task["block_size"]), dtype=torch.long)
     return None
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def check_format(format: str) -> None:
+    """Raise a ValueError naming the known formats unless ``format`` is one of `FORMATS`."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
+
+
+def require_onnx_exporter() -> None:
+    """Raise `MissingExtraError` naming the extra unless the packages ``torch.onnx.export`` needs are installed."""
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(
+            f"ONNX export needs the package(s) {', '.join(missing)}, which torch.onnx's exporter uses: {ONNX_EXTRA}"
+        )
+
+
+def export_onnx(
+    net: nn.Module,
+    example_input: Any,
+    path: str | os.PathLike[str],
+    opset: int | None = None,
+    tolerance: float = ONNX_TOLERANCE,
+) -> dict[str, Any]:
+    """Write ``net`` (in eval mode) as an ONNX graph at ``path``, atomically, and check it against PyTorch.
+
+    The graph is traced by `torch.onnx.export` (the ``torch.export``-based exporter) on the example input grown to
+    a batch of 2, with dim 0 of every input (and so of the outputs) dynamic, named ``batch``; a net that does not
+    allow that is exported with the example's exact shapes instead (``dynamic_axes`` is then empty, with a warning).
+    With onnxruntime installed the file is run on the example input (and on the batch of 2 when the batch is
+    dynamic) and compared with the net: a difference above ``tolerance`` is an error, and ``path`` is left as it
+    was. The file is written to a temporary directory beside ``path`` and renamed into place (weights over
+    `ONNX_EXTERNAL_DATA_BYTES` go to ``<path>.data``, renamed first).
+
+    Args:
+        net: the model (an extracted subnet); it is not changed (its train/eval mode is restored).
+        example_input: one input tensor, or a tuple of them, as ``net`` takes them.
+        path: the ``.onnx`` file to write.
+        opset: the ONNX opset (default: the exporter's).
+        tolerance: the largest max-abs output difference the check accepts.
+
+    Returns:
+        The record kept in ``model.json`` as ``"onnx"``: ``file``, ``opset``, ``inputs`` (name, shape and dtype of
+        the example), ``dynamic_axes`` (``{input or output name: {axis: symbol}}``, read back from the file),
+        ``external_data``, ``check`` (what checked it, or why it was skipped), ``max_abs_diff`` (None if skipped),
+        ``tolerance``, ``exporter`` and ``versions``.
+
+    Raises:
+        MissingExtraError: onnx / onnxscript are not installed.
+        ValueError: the example input is not tensors, or onnxruntime's outputs differ from PyTorch's.
+    """
+    require_onnx_exporter()
+    import onnx
+
+    path = Path(path)
+    args = _input_tuple(example_input)
+    model = net if all(t.device.type == "cpu" for t in [*net.parameters(), *net.buffers()]) else copy.deepcopy(net)
+    was_training = net.training
+    model = model.cpu().eval()
+    tmp_dir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        traced = tuple(_batch_of_two(a) for a in args)
+        tmp = tmp_dir / path.name
+        external = sum(p.numel() * p.element_size() for p in model.parameters()) > ONNX_EXTERNAL_DATA_BYTES
+        try:
+            program = _onnx_program(model, traced, opset, dynamic=True)
+            cases = [args, traced]
+        except Exception as err:  # a net whose code fixes the batch size: keep the example's shapes
+            warnings.warn(
+                f"ONNX export with a dynamic batch dimension failed ({str(err).splitlines()[0][:200]}); exporting "
+                "with the example input's fixed shapes",
+                stacklevel=2,
+            )
+            program = _onnx_program(model, args, opset, dynamic=False)
+            cases = [args]
+        with _quiet_exporter():
+            program.save(str(tmp), external_data=external)
+        graph = onnx.load(str(tmp), load_external_data=False)
+        check, diff = _check_onnx(tmp, model, cases)
+        if diff is not None and not diff <= tolerance:
+            raise ValueError(
+                f"the ONNX graph's outputs differ from PyTorch's by up to {diff:.3g} (tolerance {tolerance:g}) on "
+                f"the example input; {path} was not written"
+            )
+        record = {
+            "file": path.name,
+            "opset": next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")),
+            "inputs": [
+                {"name": v.name, "shape": list(a.shape), "dtype": str(a.dtype).removeprefix("torch.")}
+                for v, a in zip(graph.graph.input, args, strict=False)
+            ],
+            "dynamic_axes": _dynamic_axes(graph),
+            "external_data": f"{path.name}.data" if external else None,
+            "check": check,
+            "max_abs_diff": diff,
+            "tolerance": tolerance,
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "versions": {m: _version(m) for m in ("torch", "onnx", "onnxscript", "onnxruntime")},
+        }
+        for extra in tmp_dir.iterdir():  # external data first: model.onnx must never point at missing data
+            if extra.name != path.name:
+                os.replace(extra, path.parent / extra.name)
+        os.replace(tmp, path)
+        stale = path.parent / f"{path.name}.data"
+        if not external and stale.exists():
+            stale.unlink()
+        return record
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        net.train(was_training)
+
+
+def onnx_summary(record: Mapping[str, Any]) -> str:
+    """One line about an ONNX export record: file, opset, what is dynamic, the check."""
+    axes = sorted({s for dims in (record.get("dynamic_axes") or {}).values() for s in dims.values()})
+    dynamic = f"dynamic {', '.join(axes)}" if axes else "fixed shapes"
+    diff = record.get("max_abs_diff")
+    check = f"onnxruntime max abs diff {diff:.2g}" if diff is not None else str(record.get("check"))
+    return f"{record.get('file')} (opset {record.get('opset')}, {dynamic}; {check})"
+
+
+def _input_tuple(example_input: Any) -> tuple[torch.Tensor, ...]:
+    args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    if not args or not all(isinstance(a, torch.Tensor) for a in args):
+        raise ValueError("ONNX export needs the example input as a tensor or a tuple of tensors")
+    return tuple(a.detach().cpu() for a in args)
+
+
+def _batch_of_two(a: torch.Tensor) -> torch.Tensor:
+    """``a`` grown to 2 rows (a batch of 1 would make the exporter fix the batch size to 1)."""
+    if a.dim() == 0 or a.shape[0] >= 2:
+        return a
+    if a.is_floating_point():
+        other = a + torch.randn(a.shape, generator=torch.Generator().manual_seed(0), dtype=a.dtype)
+    else:
+        other = a.flip(-1)
+    return torch.cat([a, other])
+
+
+def _onnx_program(model: nn.Module, args: tuple[torch.Tensor, ...], opset: int | None, dynamic: bool) -> Any:
+    with torch.no_grad():
+        out = model(*args)
+    n_out = 1 if isinstance(out, torch.Tensor) else len(out) if isinstance(out, (tuple, list)) else 0
+    kwargs: dict[str, Any] = {
+        "dynamo": True,
+        "opset_version": opset,
+        "input_names": ["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))],
+        "output_names": ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)],
+    }
+    if dynamic:
+        batch = torch.export.Dim("batch", min=1)
+        kwargs["dynamic_shapes"] = tuple({0: batch} if a.dim() else None for a in args)
+    with _quiet_exporter():
+        return torch.onnx.export(model, args, **kwargs)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Hide the exporter's progress lines, warnings and log messages (its errors still raise)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_onnx(path: Path, model: nn.Module, cases: list[tuple[torch.Tensor, ...]]) -> tuple[str, float | None]:
+    """``(what checked it, max abs output difference)`` of onnxruntime vs PyTorch; ``(why skipped, None)``."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return f"skipped: onnxruntime is not installed ({ONNX_EXTRA})", None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    worst = 0.0
+    for case in cases:
+        with torch.no_grad():
+            out = model(*case)
+        expected = [out] if isinstance(out, torch.Tensor) else list(out)
+        got = session.run(None, {n: a.numpy() for n, a in zip(names, case, strict=True)})
+        if len(got) != len(expected):
+            raise ValueError(f"the ONNX graph has {len(got)} outputs, the model {len(expected)}")
+        for e, g in zip(expected, got, strict=True):
+            e64, g64 = e.detach().double().numpy(), np.asarray(g, dtype=np.float64)
+            if e64.shape != g64.shape:
+                raise ValueError(f"the ONNX graph's output has shape {g64.shape}, the model's {e64.shape}")
+            diff = np.where(np.isnan(e64) & np.isnan(g64), 0.0, np.abs(e64 - g64))
+            worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
+    return f"onnxruntime {ort.__version__} (CPU) vs PyTorch on the example input", worst
+
+
+def _dynamic_axes(graph: Any) -> dict[str, dict[str, str]]:
+    axes: dict[str, dict[str, str]] = {}
+    for value in [*graph.graph.input, *graph.graph.output]:
+        dims = {str(i): d.dim_param for i, d in enumerate(value.type.tensor_type.shape.dim) if d.dim_param}
+        if dims:
+            axes[value.name] = dims
+    return axes
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _recorded_inputs(record: Mapping[str, Any]) -> Any:
+    """Zero inputs of the shapes and dtypes an ONNX record lists (to export new weights of the same model)."""
+    inputs = tuple(torch.zeros(i["shape"], dtype=getattr(torch, i["dtype"])) for i in record.get("inputs") or ())
+    if not inputs:
+        raise ValueError("the model's ONNX record lists no inputs to export it again with")
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
+def _remove_onnx(out_dir: Path) -> None:
+    for name in (ONNX_FILE, f"{ONNX_FILE}.data"):
+        (out_dir / name).unlink(missing_ok=True)

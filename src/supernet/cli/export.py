@@ -1,4 +1,4 @@
-"""``supernet export RUN_DIR``: write a found subnet as safetensors + arch JSON + model card."""
+"""``supernet export RUN_DIR``: write a found subnet as safetensors + arch JSON + model card (+ ONNX)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from rich.console import Console
 
 from ._util import formatter, friendly
 
+# supernet.export.FORMATS, spelled out so that building the parser imports no torch
+FORMATS = ("safetensors", "onnx")
+
 EXAMPLE = """example:
   supernet export runs/gpt --arch best --out models/gpt                       # best val loss on the front
   supernet export runs/gpt --arch best --constraint "params <= 300k" --out m  # best under a budget
   supernet export runs/gpt --arch 3 --out m                                   # front entry #3
   supernet export runs/gpt --arch '{"embed_dim": 64, "depth": 2, ...}' --out m
+  supernet export runs/gpt --format onnx --out m                              # + model.onnx (supernet[onnx])
 Load it with: import supernet as sn; model = sn.load("models/gpt")
 """
 
@@ -35,13 +39,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--constraint", action="append", help="for --arch best: a budget such as 'params <= 300k'")
     p.add_argument("--metric", help="for --arch best: the metric to optimise (default: first search objective)")
     p.add_argument("--latency-device", help="where to measure latency for the model card (default: cpu)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="safetensors",
+        help="safetensors: the model directory; onnx: also model.onnx (batch dimension dynamic), checked with "
+        "onnxruntime when installed (default: %(default)s)",
+    )
     p.set_defaults(func=friendly(run))
 
 
 def run(args: argparse.Namespace) -> int:
     """Export and print what was written."""
     from ..config import ExportConfig, load_section, read_pipeline
-    from ..export import export, load_metadata
+    from ..export import MissingExtraError, export, load_metadata, onnx_summary
     from ..training.checkpoint import PIPELINE_JSON
 
     base = {}
@@ -55,17 +66,24 @@ def run(args: argparse.Namespace) -> int:
     }
     base.update({k: v for k, v in flags.items() if v is not None})
     cfg = load_section(ExportConfig, base, "export config")
-    out = export(
-        args.run_dir,
-        args.out or (Path(cfg.out) if cfg.out else args.run_dir / "model"),
-        arch=cfg.arch,
-        constraints=cfg.constraints or None,
-        metric=cfg.metric,
-        latency_device=cfg.latency_device,
-    )
+    try:
+        out = export(
+            args.run_dir,
+            args.out or (Path(cfg.out) if cfg.out else args.run_dir / "model"),
+            arch=cfg.arch,
+            constraints=cfg.constraints or None,
+            metric=cfg.metric,
+            latency_device=cfg.latency_device,
+            format=args.format,
+        )
+    except MissingExtraError as err:  # an expected user error: one line, as for bad values
+        raise ValueError(str(err)) from None
     meta = load_metadata(out)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items() if isinstance(v, (int, float)))
     measured = (meta.get("evaluation") or {}).get("measured_on_export")
     how = "measured on the exported model" if measured else "from the search"
-    Console().print(f"exported {meta['params']:,}-parameter model to [bold]{out}[/bold] ({how}: {shown})")
+    console = Console()
+    console.print(f"exported {meta['params']:,}-parameter model to [bold]{out}[/bold] ({how}: {shown})")
+    if meta.get("onnx"):
+        console.print(f"ONNX: {onnx_summary(meta['onnx'])}", highlight=False)
     return 0

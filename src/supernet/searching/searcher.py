@@ -29,6 +29,7 @@ from ..device import resolve_device
 from ..seeding import restart_seed
 from ..space import ArchError, SuperModule
 from ..training.checkpoint import run_dir_of
+from ..training.tensorboard import search_log_dir, write_search_scalars
 from .costs import CostModel
 from .objectives import (
     CHEAP_METRICS,
@@ -209,6 +210,8 @@ class Searcher:
             result.extra["evaluation"] = dict(s.eval_options)
         if self.out_dir is not None:
             write_outputs(result)
+        if self.run_dir is not None:  # the objectives per trial beside the training curves (if tensorboard is installed)
+            write_search_scalars(search_log_dir(self.run_dir), entries, [o.metric for o in s.objectives])
         self.result = result
         self.done = {
             "trials": total,

@@ -3,6 +3,7 @@
 `build_space` builds any space by name: a registered one or ``module:function`` (see `supernet.spaces.registry`).
 """
 
+from .darts import DARTS_OPS, DARTS_V2, Genotype, darts, darts_network, from_genotype, to_genotype  # noqa: F401
 from .gpt import gpt
 from .mobilenet import mobilenet
 from .nb201 import NB201_OPS, from_nb201_string, nb201, to_nb201_string

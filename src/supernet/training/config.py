@@ -45,6 +45,7 @@ class TrainConfig(NoBoolNumbers):
     eval_batches: PositiveInt = 8
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     progress: bool = True
+    tensorboard: bool = True  # also write metrics.jsonl's scalars to RUN_DIR/tensorboard (if installed)
 
     @field_validator("strategy")
     @classmethod

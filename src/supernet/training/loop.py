@@ -28,6 +28,7 @@ from .evaluate import evaluate_many
 from .kinds import decision_kinds
 from .strategies import StepOutput, Strategy, make_strategy
 from .tasks import Task, check_fits, make_task
+from .tensorboard import TrainBoard, open_train_board
 
 
 @dataclass
@@ -371,13 +372,17 @@ def _finish(s: _Session, run: Run) -> None:
 class _Logger:
     """Every ``log_every`` steps: a record of the rank-averaged loss, learning rate, throughput and the strategy's
     metrics (and, every ``eval_every`` steps, the max/min archs' val loss), kept in ``run.history`` and appended to
-    ``metrics.jsonl``; a progress bar on rank 0."""
+    ``metrics.jsonl``; a progress bar on rank 0; the same scalars in TensorBoard event files under
+    ``RUN_DIR/tensorboard`` on rank 0 when ``config.tensorboard`` is on and tensorboard is installed."""
 
     def __init__(self, s: _Session, run: Run, start: int) -> None:
         self.s, self.run = s, run
         self.bar = _Progress(s.config.progress and s.info.is_main, s.config.steps, start, f"train {s.strat.name}")
         self.pending: list[Any] = []
         self.t_last, self.steps_since = time.perf_counter(), 0
+        self.board: TrainBoard | None = None
+        if s.writes and s.config.tensorboard:
+            self.board = open_train_board(s.path(), start, s.strat, s.space.choices)
 
     def step_done(self, done: int, lr: float, out: StepOutput) -> None:
         """Account for a finished step (``done`` steps in all); log when it is time."""
@@ -385,6 +390,8 @@ class _Logger:
         self.pending.append(out.loss)
         self.steps_since += 1
         self.bar.update()
+        if self.board is not None:
+            self.board.after_step()
         if not (done % config.log_every == 0 or done == config.steps):
             return
         losses = _mean_losses(self.pending, s.info, s.device)
@@ -411,9 +418,13 @@ class _Logger:
         self.bar.show(record)
         if s.writes:
             files.append_jsonl(s.path(ck.METRICS), record)
+        if self.board is not None:
+            self.board.log(record)
 
     def close(self) -> None:
         self.bar.close()
+        if self.board is not None:
+            self.board.close()
 
 
 # ---------------------------------------------------------------- run.json and checkpoints
