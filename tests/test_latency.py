@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ COSTS = {"width": {8: 1.0, 16: 3.0}, "op": {"lin": 2.0, "tanh": 0.5, "id": 0.0},
 def _fake_latency(space: sn.SuperModule):
     """An additive 'latency' of the active arch (ms), so the fit and its check are exact."""
 
-    def fake(module, example_input, device="cpu", warmup=5, repeats=30) -> float:
+    def fake(module, example_input, device="cpu", warmup=5, repeats=30, clock="wall") -> float:
         arch = space.arch
         return 1e-3 * (0.25 + sum(COSTS[n][arch[n]] for n in COSTS))
 
@@ -100,3 +101,86 @@ def test_cli_measures_a_table_and_searches_with_it(tmp_path: Path, capsys: pytes
     front = json.loads((run_dir / "search" / "pareto.json").read_text())["front"]
     assert all(e["metrics"]["latency"] == pytest.approx(table.arch_cost(e["arch"])) for e in front)
     assert main(["latency", str(run_dir), "--samples", "0"]) == 2
+
+
+class _Sleeper(torch.nn.Module):
+    """Waits 20 ms per forward without using the CPU: what another process's load looks like to a timer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.02)
+        return x
+
+
+def test_the_cpu_clock_leaves_out_time_spent_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    x = torch.zeros(1)
+    assert cost.latency(_Sleeper(), x, warmup=0, repeats=3, clock="wall") >= 0.02
+    assert cost.latency(_Sleeper(), x, warmup=0, repeats=3, clock="cpu") < 0.01
+
+
+def test_the_cpu_clock_is_refused_where_it_is_not_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.zeros(1)
+    with pytest.raises(ValueError, match="clock must be one of"):
+        cost.latency(_Sleeper(), x, clock="gpu-time")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    with pytest.raises(ValueError, match="single-threaded"):
+        cost.latency(_Sleeper(), x, clock="cpu")
+    with pytest.raises(ValueError, match="single-threaded"):  # before any subnet is timed
+        latency_table(mlp_space(), torch.zeros(2, 6), clock="cpu", progress=False)
+
+
+def _gated_space() -> sn.SuperModule:
+    """Three blocks under a depth choice, each with its own op choice: block b's op only runs if depth > b."""
+    blocks = [sn.LayerChoice({"a": torch.nn.Identity(), "b": torch.nn.Tanh(), "c": torch.nn.ReLU()}, name=f"op{b}")
+              for b in range(3)]
+    return sn.SuperModule(torch.nn.Sequential(sn.Repeat(blocks, sn.Choice([1, 2, 3], name="depth"))))
+
+
+OP_COST = {"a": 1.0, "b": 4.0, "c": 9.0}
+
+
+def _planted_latency(space: sn.SuperModule):
+    """A per-layer 'latency': 0.5 plus each *running* block's op cost; a block beyond the depth costs nothing."""
+
+    def fake(module, example_input, device="cpu", warmup=5, repeats=30, clock="wall") -> float:
+        arch = space.arch
+        return 0.5 + sum(OP_COST[arch[f"op{b}"]] for b in range(arch["depth"]))
+
+    return fake
+
+
+def test_a_gated_table_counts_a_block_only_where_the_depth_keeps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    space = _gated_space()
+    monkeypatch.setattr(cost, "latency", _planted_latency(space))
+    table = latency_table(space, torch.zeros(1, 2), samples=8, holdout=0, progress=False)
+    assert table.gates == {"op1": {"depth": [2, 3]}, "op2": {"depth": [3]}}
+    assert table.meta["gates_exact"] and table.r2 == pytest.approx(1.0)
+    archs = [{"depth": d, "op0": x, "op1": y, "op2": z} for d in (1, 2, 3) for x in "abc" for y in "abc" for z in "abc"]
+    truth = [0.5 + sum(OP_COST[a[f"op{b}"]] for b in range(a["depth"])) for a in archs]
+    assert [table.arch_cost(a) for a in archs] == pytest.approx(truth, abs=1e-9)
+    # the mean under independent option probabilities is the exact expectation over all archs
+    g = torch.Generator().manual_seed(0)
+    probs = {
+        n: torch.softmax(torch.randn(len(o), generator=g, dtype=torch.float64), 0) for n, o in space.choices.items()
+    }
+
+    def p_of(a: dict) -> float:
+        return float(torch.prod(torch.stack([probs[n][list(space.choices[n]).index(v)] for n, v in a.items()])))
+
+    mean, var = table.moments(probs)
+    assert float(mean) == pytest.approx(sum(p_of(a) * c for a, c in zip(archs, truth, strict=True)), abs=1e-9)
+    assert float(var) >= 0
+    low, high = table.extremes()
+    assert low <= min(truth) + 1e-9 and high >= max(truth) - 1e-9
+    # the gates survive the JSON round trip, so a saved table predicts on its own
+    again = CostTable.from_state(json.loads(json.dumps(table.state())))
+    assert again.gates == table.gates and again.arch_cost(archs[5]) == pytest.approx(truth[5])
+
+
+def test_an_additive_table_without_gates_could_not_fit_the_planted_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the gates buy: the same measurements fitted with every decision always counted leave an error."""
+    space = _gated_space()
+    monkeypatch.setattr(cost, "latency", _planted_latency(space))
+    monkeypatch.setattr(cost, "decision_gates", lambda space: {})
+    table = latency_table(space, torch.zeros(1, 2), samples=8, holdout=0, progress=False)
+    assert table.gates == {} and table.r2 < 0.99

@@ -22,12 +22,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "supernet"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("version", "validation", "files", "seeding", "device", "registry", "blocks"), 0),
     **dict.fromkeys(("space", "data"), 1),
-    **dict.fromkeys(("cost", "spaces"), 2),
+    **dict.fromkeys(("cost", "spaces", "converting"), 2),
     "training": 3,
     **dict.fromkeys(("gradient", "searching", "proxies", "predictors"), 4),
     **dict.fromkeys(("config", "estimate"), 5),
     **dict.fromkeys(("export", "bench"), 6),
-    "finetune": 7,
+    **dict.fromkeys(("finetune", "reporting"), 7),
     "demo": 8,
     "": 9,  # the package itself: the public API (`import supernet as sn`)
     "cli": 10,

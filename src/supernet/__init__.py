@@ -6,8 +6,10 @@ Declare a search space with `Choice`, entangled layers, `LayerChoice` and `Repea
 
 # Importing each family's package registers its methods; `gradient` registers the training strategies darts,
 # gdas and drnas, so ``sn.train(..., strategy="drnas")`` works after ``import supernet``.
-from . import bench, blocks, cost, data, files, gradient, proxies, registry, searching, spaces, training
+from . import bench, blocks, converting, cost, data, files, gradient, proxies, registry, searching, spaces, training
+from .converting import convert, sort_channels
 from .export import export, load
+from .reporting import report
 from .searching import search
 from .space import (
     ArchError,
@@ -60,6 +62,8 @@ __all__ = [
     "attention",
     "bench",
     "blocks",
+    "convert",
+    "converting",
     "cost",
     "data",
     "derived",
@@ -70,9 +74,12 @@ __all__ = [
     "predictors",
     "proxies",
     "registry",
+    "report",
+    "reporting",
     "files",
     "search",
     "searching",
+    "sort_channels",
     "spaces",
     "train",
     "training",

@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .files import FileModel, read_json, write_json
 from .space import SuperModule, contains_searchable, extract_module
+from .space.activity import decision_gates, gates_match, is_active
 
 
 def active_network(module: nn.Module) -> nn.Module:
@@ -63,13 +64,21 @@ def latency(
     device: str | torch.device = "cpu",
     warmup: int = 5,
     repeats: int = 30,
+    clock: str = "wall",
 ) -> float:
-    """Median wall time in seconds of one forward pass (inference mode) after ``warmup`` runs.
+    """Median time in seconds of one forward pass (inference mode) after ``warmup`` runs.
 
     Measures the extracted (deployable) subnet in eval mode on ``device``.
+
+    Args:
+        clock: ``"wall"`` (default): elapsed time, what a user of the model waits. ``"cpu"``: this process's CPU
+            time, which for single-threaded CPU inference is the same quantity minus the time the process waited
+            for the core: use it to time on a shared, busy machine (other processes' load then does not enter
+            the figure; cache sharing still may). Only valid on CPU with one torch thread.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    timer = _timer(clock, device)
     device = torch.device(device)
     net = active_network(module)
     if net is module:
@@ -81,12 +90,31 @@ def latency(
     with torch.inference_mode():
         for i in range(warmup + repeats):
             sync()
-            start = time.perf_counter()
+            start = timer()
             net(*args)
             sync()
             if i >= warmup:
-                times.append(time.perf_counter() - start)
+                times.append(timer() - start)
     return statistics.median(times)
+
+
+CLOCKS = ("wall", "cpu")
+
+
+def _timer(clock: str, device: str | torch.device) -> Callable[[], float]:
+    """The clock `latency` reads: wall time, or process CPU time (single-threaded CPU inference only)."""
+    if clock == "wall":
+        return time.perf_counter
+    if clock != "cpu":
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"clock='cpu' times CPU inference; the device is {torch.device(device).type}: use 'wall'")
+    if torch.get_num_threads() != 1:
+        raise ValueError(
+            f"clock='cpu' equals latency only for single-threaded inference, but torch uses "
+            f"{torch.get_num_threads()} threads (CPU time adds up over threads): torch.set_num_threads(1) or 'wall'"
+        )
+    return time.process_time
 
 
 class CostTableFile(FileModel):
@@ -99,15 +127,21 @@ class CostTableFile(FileModel):
     tables: dict[str, list[float]]
     options: dict[str, list[Any]]
     r2: float
+    gates: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class CostTable:
-    """An additive cost model ``c(a) = c0 + sum_d T_d[a_d]`` over a space's decisions (those with 2+ options).
+    """An additive cost model ``c(a) = c0 + sum_d [d active in a] T_d[a_d]`` over a space's decisions (those with
+    2+ options), as a per-layer lookup table: a decision counts only where it is *active* (a block's kernel size
+    only when the depth keeps the block; `supernet.space.activity`), so depth and the blocks' own choices do not
+    have to share one additive term.
 
     Fitted by least squares to measured costs of sampled archs (`fit`): exact for additive costs (NB201 FLOPs),
     an approximation otherwise (``r2`` on the fitted archs says how good). ``options`` gives each decision's option
-    order, so a saved table predicts archs on its own. ``meta``: how it was measured (device, validation).
+    order and ``gates`` when each decision is active (``{decision: {gate: [options]}}``, `decision_gates`), so a
+    saved table predicts archs on its own. ``meta``: how it was measured (device, validation; ``gates_exact``:
+    whether the gates gave the true active decisions of every fitted arch).
     """
 
     def __init__(
@@ -118,10 +152,12 @@ class CostTable:
         options: Mapping[str, Sequence[Any]],
         unit: str = "",
         meta: Mapping[str, Any] | None = None,
+        gates: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
     ) -> None:
         self.bias, self.tables, self.r2, self.unit = bias, tables, r2, unit
         self.options = {n: list(options[n]) for n in tables}
         self.meta = dict(meta or {})
+        self.gates = {n: {g: list(v) for g, v in gate.items()} for n, gate in (gates or {}).items() if n in tables}
 
     @classmethod
     def fit(
@@ -139,6 +175,7 @@ class CostTable:
         out (their cost is part of the bias). ``meta["design_rank"]`` below ``meta["free_parameters"]`` means the
         archs did not determine every option's share."""
         decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
+        gates = decision_gates(space)
         if archs is None:
             rng = random.Random(seed)
             archs = [space.max_arch(), space.min_arch()]
@@ -151,7 +188,8 @@ class CostTable:
             for arch in archs:
                 space.set_arch(arch)
                 costs.append(float(measure()))
-                rows.append([1.0] + [float(arch[n] == o) for n, c in decisions for o in c.options])
+                rows.append([1.0] + [float(arch[n] == o and is_active(n, arch, gates)) for n, c in decisions
+                                     for o in c.options])
         finally:
             space.set_arch(previous)
         x, y = torch.tensor(rows, dtype=torch.float64), torch.tensor(costs, dtype=torch.float64)
@@ -161,8 +199,9 @@ class CostTable:
             tables[name] = coef[i : i + len(c.options)].tolist()
             i += len(c.options)
         meta = {"archs": len(archs), "design_rank": int(torch.linalg.matrix_rank(x)),
-                "free_parameters": 1 + sum(len(c.options) - 1 for _, c in decisions)}
-        return cls(float(coef[0]), tables, _r2(y, x @ coef), {n: c.options for n, c in decisions}, unit, meta)
+                "free_parameters": 1 + sum(len(c.options) - 1 for _, c in decisions),
+                "gates_exact": gates_match(space, gates, list(archs))}
+        return cls(float(coef[0]), tables, _r2(y, x @ coef), {n: c.options for n, c in decisions}, unit, meta, gates)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], options: Mapping[str, Sequence[Any]] | None = None) -> CostTable:
@@ -173,33 +212,55 @@ class CostTable:
         if set(state["tables"]) != set(opts):
             raise ValueError(f"cost table decisions {sorted(state['tables'])} differ from {sorted(opts)}")
         return cls(float(state["bias"]), {k: list(v) for k, v in state["tables"].items()}, float(state["r2"]),
-                   opts, str(state.get("unit", "")), state.get("meta"))
+                   opts, str(state.get("unit", "")), state.get("meta"), state.get("gates"))
 
     def moments(self, probs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of the cost of archs drawn with independent per-decision option ``probs`` (one row
-        per distribution, columns in option order); differentiable in ``probs``."""
+        per distribution, columns in option order); differentiable in ``probs``.
+
+        A gated decision's term is ``B_d * T_d[a_d]`` with ``B_d`` its activity (probability
+        ``q_d = prod_g P(a_g in allowed_g)``): its mean ``q_d E[T_d]`` is exact; the variance adds each term's
+        own variance ``q_d E[T_d^2] - (q_d E[T_d])^2`` and leaves out the covariance of terms sharing a gate.
+        """
         mean: Any = self.bias
         var: Any = 0.0
         for name, p in probs.items():
             t = torch.tensor(self.tables[name], dtype=p.dtype, device=p.device)
-            m = p @ t
+            q = self._activity(name, probs, p)
+            m = q * (p @ t)
             mean = mean + m
-            var = var + p @ t.square() - m.square()
+            var = var + q * (p @ t.square()) - m.square()
         return mean, var
 
+    def _activity(self, name: str, probs: Mapping[str, torch.Tensor], like: torch.Tensor) -> Any:
+        """Probability that decision ``name`` is active under independent per-decision ``probs``."""
+        q: Any = 1.0
+        for gate, allowed in self.gates.get(name, {}).items():
+            if gate not in probs:
+                raise KeyError(f"cost table: decision {name!r} is gated by {gate!r}, which probs lack")
+            mask = torch.tensor([float(o in allowed) for o in self.options[gate]], dtype=like.dtype, device=like.device)
+            q = q * (probs[gate] @ mask)
+        return q
+
     def arch_cost(self, arch: Mapping[str, Any]) -> float:
-        """The predicted cost of ``arch``."""
-        return self.bias + sum(self.tables[n][_option_index(self.options[n], arch[n], n)] for n in self.tables)
+        """The predicted cost of ``arch`` (its active decisions' entries plus the bias)."""
+        return self.bias + sum(
+            self.tables[n][_option_index(self.options[n], arch[n], n)]
+            for n in self.tables
+            if is_active(n, arch, self.gates)
+        )
 
     def extremes(self) -> tuple[float, float]:
-        """The smallest and largest predicted cost over all archs."""
-        return (self.bias + sum(min(t) for t in self.tables.values()),
-                self.bias + sum(max(t) for t in self.tables.values()))
+        """Bounds of the predicted cost over all archs (exact without gates; with gates, a gated decision's entries
+        are bounded together with 0, its cost while inactive)."""
+        low = [min(t) if n not in self.gates else min(0.0, *t) for n, t in self.tables.items()]
+        high = [max(t) if n not in self.gates else max(0.0, *t) for n, t in self.tables.items()]
+        return self.bias + sum(low), self.bias + sum(high)
 
     def state(self) -> dict[str, Any]:
         """JSON-able state (`from_state` reads it back)."""
         return {"bias": self.bias, "tables": self.tables, "r2": self.r2, "options": self.options, "unit": self.unit,
-                "meta": self.meta}
+                "gates": self.gates, "meta": self.meta}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the table as JSON, atomically."""
@@ -246,6 +307,7 @@ def latency_table(
     repeats: int = 15,
     seed: int = 0,
     progress: bool = True,
+    clock: str = "wall",
 ) -> CostTable:
     """A latency lookup table of ``space`` on ``device``: per decision and option, its additive share of the
     measured latency (seconds) of whole extracted subnets, so an arch's latency is predicted as a sum.
@@ -254,12 +316,14 @@ def latency_table(
     arch per option with that option forced, see `CostTable.fit`) are extracted and timed end to end (`latency`:
     ``warmup`` runs, then the median of ``repeats``), and the table is fitted to them by least squares;
     ``holdout`` further random archs are timed to validate it (``meta["holdout"]``: R^2, mean and max absolute
-    relative error of the predictions). Deliberate difference from per-layer lookup tables
+    relative error of the predictions). ``clock`` is `latency`'s (``"cpu"`` on a shared machine, one thread).
+    Deliberate difference from per-layer lookup tables
     (ProxylessNAS, FBNet): whole-net timings include what per-layer timers miss (memory traffic between layers,
     framework overhead), and need no hook into every layer of a user's network.
     """
     if samples < 1 or holdout < 0:
         raise ValueError(f"need samples >= 1 and holdout >= 0, got {samples} and {holdout}")
+    _timer(clock, device)  # a bad clock fails before any timing
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -268,7 +332,7 @@ def latency_table(
         bar = tqdm(total=samples + 2 + options + holdout, desc="latency table", unit="arch")
 
     def measure() -> float:
-        value = latency(space, example_input, device=device, warmup=warmup, repeats=repeats)
+        value = latency(space, example_input, device=device, warmup=warmup, repeats=repeats, clock=clock)
         if bar is not None:
             bar.update()
         return value
@@ -288,7 +352,7 @@ def latency_table(
     finally:
         if bar is not None:
             bar.close()
-    table.meta.update(device_description(device), warmup=warmup, repeats=repeats)
+    table.meta.update(device_description(device), warmup=warmup, repeats=repeats, clock=clock)
     if checks:
         pred = torch.tensor([p for p, _ in checks], dtype=torch.float64)
         real = torch.tensor([m for _, m in checks], dtype=torch.float64)

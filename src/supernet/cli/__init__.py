@@ -8,8 +8,8 @@ import os
 import sys
 
 # Subcommand modules, in the order `supernet --help` lists them.
-COMMANDS = ["info", "demo", "train", "search", "export", "finetune", "proxies", "predict", "bench", "groundtruth",
-            "latency"]
+COMMANDS = ["info", "demo", "train", "search", "export", "report", "finetune", "proxies", "predict", "bench",
+            "groundtruth", "latency"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=48, help="random archs timed to fit the table (default 48)")
     p.add_argument("--holdout", type=int, default=16, help="further archs timed to check it (default 16)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=1, help="input batch size (default 1)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time (default), or process CPU time: robust on a busy machine, CPU with one thread")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     device_arg(p, default="cpu")
     p.set_defaults(func=friendly(run))
@@ -36,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, save and summarise the table."""
+    import torch
+
     from ..cost import latency_table
     from ..training import load_run
     from ..training.rundata import task_of_run
@@ -43,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1 or args.holdout < 0 or args.batch_size < 1:
         raise ValueError(f"need --samples >= 1, --holdout >= 0, --batch-size >= 1; got {args.samples}, "
                          f"{args.holdout}, {args.batch_size}")
+    if args.clock == "cpu":
+        torch.set_num_threads(1)  # CPU time is latency only for single-threaded inference
     space = load_run(args.run_dir).space.eval()
     example = task_of_run(args.run_dir).example_input(args.batch_size)
     table = latency_table(space, example, device=args.device, samples=args.samples, holdout=args.holdout,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, clock=args.clock)
     out = table.save(args.out or args.run_dir / "latency.json")
     low, high = table.extremes()
     print(f"latency table of {len(table.tables)} decisions on {table.meta['name']} ({table.meta['device']}): "

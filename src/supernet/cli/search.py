@@ -23,6 +23,9 @@ EXAMPLE = """example:
   supernet search runs/gpt-shiftnas --start-generated 8      # begin with the ShiftNAS generator's archs
   supernet search runs/gpt --algorithm evolution --screen nwot,flops   # evaluate the best-estimated of 8 proposals
   supernet search runs/gpt --storage postgresql://user@host/db --study-name gpt   # one study across machines
+  supernet search runs/gpt --objectives acc,potential --rounds 4 --round-steps 50   # EMARS: train between rounds
+  supernet search runs/gpt --algorithm evolution --constraint "params <= 200k"   # early exit: over-budget archs
+                                                                                 # are rejected unevaluated
 Rerunning the same command resumes the study (nothing is evaluated twice).
 Writes RUN_DIR/search/pareto.json, pareto.csv, trials.csv, pareto.png and study.db.
 """
@@ -60,9 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--objectives",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-        help="comma-separated: loss, accuracy, params, flops, latency (or name:min / name:max)",
+        help="comma-separated: loss, accuracy (acc), params, flops, latency, potential (or name:min / name:max); "
+        "potential (EMARS) interleaves supernet training with selection in rounds",
     )
-    p.add_argument("--constraint", action="append", help="hard constraint such as 'params <= 1e6' (repeatable)")
+    p.add_argument(
+        "--constraint",
+        action="append",
+        help="hard constraint such as 'params <= 1e6' (repeatable); a candidate over a params/flops/latency bound is "
+        "rejected before evaluation (early exit) and counted as rejected",
+    )
     p.add_argument("--trials", type=int, help="distinct archs to evaluate")
     p.add_argument("--workers", type=int, help="local worker processes sharing the study")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite in RUN_DIR/search)")
@@ -89,6 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random archs the screen ranks candidates among (default 32)")
     p.add_argument("--latency-table", dest="latency_table", type=Path,
                    help="predict latency from this table (supernet latency) instead of timing each subnet")
+    p.add_argument("--rounds", type=int,
+                   help="with the potential objective: rounds of train/evaluate/select (default 5)")
+    p.add_argument("--round-steps", dest="round_steps", type=int,
+                   help="with the potential objective: supernet training steps before each round after the first "
+                   "(default 100)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     device_arg(p)
     p.set_defaults(func=friendly(run))
@@ -117,6 +131,9 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
     elif (args.run_dir / PIPELINE_JSON).is_file():
         base = read_pipeline(args.run_dir).search.model_dump()
     base.update(overrides(args, _FLAGS))
+    potential = overrides(args, {"rounds": "rounds", "round_steps": "steps"})
+    if potential:
+        base["potential"] = {**(base.get("potential") or {}), **potential}
     old = getattr(args, "old_strategy", None)
     if old is not None:
         warnings.warn(STRATEGY_DEPRECATION.format(how="use --algorithm"), DeprecationWarning, stacklevel=2)
@@ -166,9 +183,12 @@ def run(args: argparse.Namespace) -> int:
         latency_table=args.latency_table,
         screen=screen,
         screen_candidates=args.screen_candidates,
+        potential=cfg.potential,
     )
     console = Console()
     console.print(front_table(result.to_json()))
+    if result.rejected:
+        console.print(f"rejected before evaluation (over a params/flops/latency constraint): {result.rejected}")
     if "message" in result.extra:  # stopped short of --trials: the space is exhausted or the sampler stalled
         console.print(f"[yellow]note:[/yellow] {result.extra['message']}")
     console.print(f"results in [bold]{result.out_dir}[/bold] (pareto.json, pareto.csv, pareto.png)")

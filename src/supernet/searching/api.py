@@ -12,6 +12,7 @@ from typing import Any
 from ..space import SuperModule
 from .algorithms import DEFAULT_ALGORITHM
 from .objectives import parse_constraints, parse_objectives
+from .potential import PotentialOptions
 from .results import SearchResult
 from .screen import Screen
 from .searcher import Searcher
@@ -46,6 +47,7 @@ def search(
     screen_candidates: int = 8,
     start_archs: Sequence[Mapping[str, Any]] | None = None,
     latency_table: Any = None,
+    potential: PotentialOptions | Mapping[str, Any] | None = None,
     *,
     strategy: str | None = None,
 ) -> SearchResult:
@@ -56,11 +58,14 @@ def search(
             ``sn.train``, or a `SuperModule` (then give ``evaluator`` unless only params/FLOPs/latency matter).
         evaluator: ``fn(arch) -> {"loss": ..., "accuracy": ...}`` (or one number for the one data metric);
             default for runs: val loss/accuracy with inherited weights (BN recalibrated).
-        objectives: metric names (``loss``, ``accuracy``, ``params``, ``flops``, ``latency`` or ``name:min|max``).
+        objectives: metric names (``loss``, ``accuracy`` (or ``acc``), ``params``, ``flops``, ``latency``,
+            ``potential`` or ``name:min|max``). ``potential`` (EMARS) makes the search interleave supernet training
+            with selection, in rounds: see ``potential`` below and `supernet.searching.potential`.
         algorithm: a search algorithm registered in `ALGORITHMS`: ``"random"``, ``"evolution"`` (regularized/aging),
             ``"nsga2"``, or one registered later (``supernet info`` lists them).
         constraints: hard constraints such as ``"params <= 1e6"``; an infeasible arch is never returned, and one
-            violating a params/FLOPs/latency constraint is never evaluated.
+            violating a params/FLOPs/latency constraint is never evaluated (EEEA's early exit: it is rejected
+            before evaluation, never joins evolution's population, and ``result.rejected`` counts it).
         trials: how many distinct subnets to get results for (the study may hold more trials: duplicates reuse
             earlier results, and pruned infeasible ones are not counted).
         storage: Optuna storage URL (``sqlite:///...``, ``postgresql://...``). Default: a SQLite file in
@@ -90,6 +95,14 @@ def search(
             trials of a new study, and the algorithm continues from them.
         latency_table: a latency lookup table (`supernet.cost.latency_table`, or the path of one saved with
             ``table.save``): the ``latency`` objective/constraint is then predicted from it, not measured.
+        potential: the rounds of a search with the ``potential`` objective (`PotentialOptions` or a dict of its
+            fields: ``rounds``, training ``steps`` per round, the potential's ``window``, ``lr``, ``batch_size``).
+            Each round trains the supernet on the current population of ``population_size`` archs, evaluates
+            them all, and selects the next population; potential = the least-squares slope of an arch's supernet
+            accuracy against round over its last ``window`` rounds (0 for an arch evaluated in one round only).
+            A run's supernet is trained in a copy; its trained weights go to ``OUT_DIR/STUDY.potential.safetensors``
+            (rerunning resumes at the first unfinished round). A `SuperModule` needs ``task=`` and is trained in
+            place. Not with ``workers > 1``, a ``screen``, or an algorithm other than the default.
         strategy: deprecated name of ``algorithm`` (a DeprecationWarning; removed in the next release).
 
     Returns:
@@ -97,7 +110,8 @@ def search(
 
     Raises:
         ValueError: bad settings, found before any arch is evaluated: an objective or constraint naming a metric
-            the default evaluator does not measure, or constraints no arch can meet (``loss <= 0``).
+            the default evaluator does not measure, constraints no arch can meet (``loss <= 0``,
+            ``params <= 0``), or potential settings out of range (``rounds=0``, ``window=1``).
         FileFormatError: the study's SQLite file is damaged or of another kind.
     """
     algorithm = algorithm_of(algorithm, strategy)
@@ -121,6 +135,7 @@ def search(
         device=device,
         screen_candidates=screen_candidates,
         progress=progress,
+        potential=potential if potential is not None else PotentialOptions(),
     )
     searcher = Searcher(space_or_run, settings, evaluator=evaluator, example_input=example_input, task=task,
                         screen=screen, start_archs=start_archs,

@@ -13,67 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
-
-from ..space import LayerChoice, Repeat, Searchable, SuperModule, Value
-
-
-def active_decisions(space: SuperModule, arch: Mapping[str, Any]) -> set[str]:
-    """Names of the decisions that affect the subnet ``arch`` (the space's active arch is left unchanged)."""
-    previous = space.arch
-    space.set_arch(arch)
-    try:
-        names: set[str] = set()
-        stack: list[nn.Module] = [space.net]
-        while stack:
-            module = stack.pop()
-            if isinstance(module, Searchable):
-                for value in module.search_values().values():
-                    if isinstance(value, Value):
-                        names.update(c.name for c in value.leaves() if c.name is not None)
-                if isinstance(module, Repeat):
-                    stack.extend(module.blocks[: module.active_depth()])
-                    continue
-                if isinstance(module, LayerChoice):
-                    stack.append(module.active_op())
-                    continue
-            stack.extend(module.children())
-        return names
-    finally:
-        space.set_arch(previous)
-
-
-def _decisions_in(module: nn.Module) -> set[str]:
-    """Names of every decision read by a searchable module anywhere under ``module``."""
-    names: set[str] = set()
-    for m in module.modules():
-        if isinstance(m, Searchable):
-            for value in m.search_values().values():
-                if isinstance(value, Value):
-                    names.update(c.name for c in value.leaves() if c.name is not None)
-    return names
-
-
-def _gating_decisions(space: SuperModule) -> list[str]:
-    """The decisions that switch other decisions on or off, outermost first.
-
-    These are the depth of a `Repeat` whose blocks hold decisions and the choice of a `LayerChoice` whose
-    candidates hold decisions; which decisions are active depends on the values of these alone.
-    """
-    out: dict[str, None] = {}
-    for module in space.net.modules():  # pre-order: an enclosing module comes before the ones inside it
-        if isinstance(module, Repeat):
-            gated = any(_decisions_in(b) for b in module.blocks)
-        elif isinstance(module, LayerChoice):
-            gated = any(_decisions_in(c) for c in module.candidates.values())
-        else:
-            continue
-        if gated:
-            for value in module.search_values().values():
-                if isinstance(value, Value):
-                    out.update(dict.fromkeys(c.name for c in value.leaves() if c.name is not None))
-    return list(out)
-
+from ..space import SuperModule
+from ..space.activity import active_decisions, gating_decisions
 
 # Counting walks the active decisions once per setting of the gating decisions (~1 ms each on a CPU): at most
 # this many walks keeps the count within a few seconds at the start of a search.
@@ -90,7 +31,7 @@ def count_distinct_archs(space: SuperModule, max_archs: int = 100_000, max_steps
     if space.num_archs() > max_archs:
         return None
     choices = space.choices
-    gating = _gating_decisions(space)
+    gating = gating_decisions(space)
     default = {name: options[0] for name, options in choices.items()}
     leaves: dict[tuple[Any, ...], int] = {}
     steps = 0

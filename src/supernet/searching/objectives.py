@@ -18,9 +18,16 @@ DIRECTIONS = {
     "params": "minimize",
     "flops": "minimize",
     "latency": "minimize",
+    "potential": "maximize",
 }
-# What a search of a training run can measure: the default evaluator's val loss/accuracy and the cost model's.
-RUN_METRICS = ("loss", "accuracy", *CHEAP_METRICS)
+# Metrics measured across rounds of supernet training interleaved with the search (`supernet.searching.potential`):
+# naming one in an objective or constraint makes the search an EMARS-style interleaved one.
+INTERLEAVED_METRICS = ("potential",)
+# Other names of metrics, accepted in objectives and constraints and stored under the metric's own name.
+ALIASES = {"acc": "accuracy"}
+# What a search of a training run can measure: the default evaluator's val loss/accuracy and the cost model's
+# (and, with interleaved training, the potential).
+RUN_METRICS = ("loss", "accuracy", *CHEAP_METRICS, *INTERLEAVED_METRICS)
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
@@ -79,6 +86,9 @@ class Constraint:
 def parse_objectives(objectives: str | Iterable[str] | Mapping[str, str]) -> list[Objective]:
     """Objectives from ``"loss"``, ``["loss", "params"]``, ``["accuracy:max"]`` or ``{"loss": "minimize"}``.
 
+    ``acc`` is another name of ``accuracy`` (see `ALIASES`); ``potential`` (maximised) is EMARS' potential, measured
+    by a search that interleaves supernet training (`supernet.searching.potential`).
+
     Raises:
         ValueError: an unknown metric without a direction, a bad direction, a repeated metric or none at all.
     """
@@ -92,6 +102,7 @@ def parse_objectives(objectives: str | Iterable[str] | Mapping[str, str]) -> lis
         for spec in objectives:
             name, _, direction = str(spec).strip().partition(":")
             items.append((name.strip(), direction.strip() or None))
+    items = [(ALIASES.get(name, name), direction) for name, direction in items]
     out: list[Objective] = []
     for name, direction in items:
         if direction is None:
@@ -126,7 +137,7 @@ def parse_constraints(constraints: str | Sequence[str] | Mapping[str, float] | N
         out = []
         for k, v in constraints.items():
             try:
-                out.append(Constraint(str(k), "<=", float(v)))
+                out.append(Constraint(ALIASES.get(str(k), str(k)), "<=", float(v)))
             except (TypeError, ValueError):
                 raise ValueError(f"constraint {k!r}: expected a number as upper bound, got {v!r}") from None
         return out
@@ -147,8 +158,13 @@ def parse_constraints(constraints: str | Sequence[str] | Mapping[str, float] | N
             raise ValueError(f"constraint {text!r}: {number!r} is not a number") from None
         if not math.isfinite(bound):
             raise ValueError(f"constraint {text!r}: the bound must be finite")
-        out.append(Constraint(name, op, bound))
+        out.append(Constraint(ALIASES.get(name, name), op, bound))
     return out
+
+
+def uses_interleaved(objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()) -> bool:
+    """Whether an objective or constraint names a metric of `INTERLEAVED_METRICS` (``potential``)."""
+    return any(x.metric in INTERLEAVED_METRICS for x in [*objectives, *constraints])
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,12 @@ def front_table(pareto: Mapping[str, Any], max_rows: int = 20, title: str | None
     front: Sequence[Mapping[str, Any]] = pareto.get("front", [])
     objectives = [o["metric"] for o in pareto.get("objectives", [])]
     metrics = list(dict.fromkeys(objectives + [m for e in front for m in e["metrics"]]))
+    rejected = f", {pareto['rejected']} rejected before evaluation" if pareto.get("rejected") else ""
     table = Table(
         title=title
         or f"Pareto front: {len(front)} of {pareto.get('distinct_archs', '?')} archs "
-        f"({pareto.get('algorithm') or pareto.get('strategy')}, {pareto.get('evaluations', '?')} evaluations)"
+        f"({pareto.get('algorithm') or pareto.get('strategy')}, {pareto.get('evaluations', '?')} evaluations"
+        f"{rejected})"
     )
     table.add_column("#", justify="right")
     for m in metrics:

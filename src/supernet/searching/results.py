@@ -67,6 +67,8 @@ class SearchResult:
         out_dir: where pareto.json / pareto.csv / pareto.png / trials.csv were written (None: nothing written).
         storage / study_name: the Optuna study holding the full record.
         algorithm: the search algorithm's name.
+        rejected: candidates rejected before evaluation by a params/FLOPs/latency constraint (EEEA's early exit:
+            such an arch never enters evolution's population and is never evaluated); every rejected proposal counts.
         extra: more keys of pareto.json (why the search stopped early, how archs were evaluated, ...).
     """
 
@@ -80,6 +82,7 @@ class SearchResult:
     storage: str | None = None
     study_name: str = "search"
     algorithm: str = DEFAULT_ALGORITHM
+    rejected: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,6 +110,7 @@ class SearchResult:
             "storage": self.storage,
             "trials": self.trials,
             "evaluations": self.evaluations,
+            "rejected": self.rejected,
             "distinct_archs": len(self.entries),
             "front": self.front,
             **self.extra,

@@ -8,6 +8,9 @@ trials run in a `SearchSetup` (the space, the evaluator, the cost model, the con
 
 The Optuna study is the persistent record: a killed search resumes from it. `Searcher.state_dict` is small (what
 was asked, where the record is, how far it got); `Searcher.load_state_dict` restores it into a new searcher.
+
+With the ``potential`` objective (EMARS) `run_search` runs rounds that interleave supernet training with selection
+instead of one trial per proposal: see `supernet.searching.potential` (`InterleavedSearch`).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from .. import cost
 from ..device import resolve_device
 from ..seeding import restart_seed
 from ..space import ArchError, SuperModule
-from ..training.checkpoint import run_dir_of
+from ..training.checkpoint import read_run_json, run_dir_of
 from ..training.tensorboard import search_log_dir, write_search_scalars
+from .algorithms import DEFAULT_ALGORITHM, default_population
 from .costs import CostModel
 from .objectives import (
     CHEAP_METRICS,
@@ -38,8 +42,10 @@ from .objectives import (
     Objective,
     check_known_metrics,
     check_satisfiable,
+    uses_interleaved,
 )
 from .pareto import pareto_front
+from .potential import InterleavedSearch, RoundTrainer
 from .results import SEARCH_DIR, SearchResult, collect_entries, stop_note, write_outputs
 from .screen import Screen
 from .settings import SearchSettings
@@ -65,7 +71,9 @@ STATE_FORMAT = "supernet-searcher"
 # How often the parent of worker processes checks on them and updates its progress bar.
 WORKERS_POLL_S = 1.0
 # What a pickled searcher (a worker's copy) leaves behind: open storages, studies, loaded supernets, results.
-_PROCESS_LOCAL = ("storage", "study", "setup", "result")
+_PROCESS_LOCAL = ("storage", "study", "setup", "result", "interleaved", "_run_task")
+# The algorithm name a search with the potential objective reports (its rounds select archs themselves).
+INTERLEAVED_ALGORITHM = "emars"
 
 
 class Searcher:
@@ -88,7 +96,8 @@ class Searcher:
             is predicted from it instead of measured.
 
     Attributes set by the hooks: ``run_dir``, ``out_dir``, ``storage_url``, ``storage``, ``study``, ``setup`` (the
-    in-process `SearchSetup` with the ``cost_model``), ``result`` and ``done`` (how far the search got).
+    in-process `SearchSetup` with the ``cost_model``), ``interleaved`` (the `InterleavedSearch` of a search with the
+    ``potential`` objective, else None), ``result`` and ``done`` (how far the search got).
     """
 
     def __init__(
@@ -117,8 +126,15 @@ class Searcher:
         self.study: optuna.Study | None = None
         self.setup: SearchSetup | None = None
         self.result: SearchResult | None = None
+        self.interleaved: InterleavedSearch | None = None
         self.done: dict[str, Any] = {}
         self._existing = 0
+        self._run_task: Any = None  # the default evaluator's task (what an interleaved search trains on)
+
+    @property
+    def is_interleaved(self) -> bool:
+        """Whether the search interleaves supernet training (an objective or constraint names ``potential``)."""
+        return uses_interleaved(self.settings.objectives, self.settings.constraints)
 
     # ------------------------------------------------------------ the search and its hooks
 
@@ -152,6 +168,8 @@ class Searcher:
         check_satisfiable(
             s.constraints, METRIC_DOMAINS if default_evaluator else {m: METRIC_DOMAINS[m] for m in CHEAP_METRICS}
         )
+        if self.is_interleaved:
+            self._check_interleaved()
         self.run_dir = run_dir_of(self.source)
         self.out_dir = s.out_path if s.out_path is not None or self.run_dir is None else self.run_dir / SEARCH_DIR
         self.storage_url = s.storage
@@ -164,6 +182,8 @@ class Searcher:
         if s.workers == 1:
             self.setup = self.make_setup()
             self.setup.check_feasible_exists()
+            if self.is_interleaved:
+                self.train_task()  # a ValueError now, before any evaluation, when there is nothing to train on
         else:
             if self.run_dir is None:
                 _space_of(self.source)  # a TypeError for a source workers cannot rebuild, before the study opens
@@ -176,8 +196,12 @@ class Searcher:
             self._queue_start_archs()
 
     def run_search(self) -> None:
-        """Run trials until the budget is met: in this process, or in ``settings.workers`` worker processes."""
+        """Run trials until the budget is met: in this process, or in ``settings.workers`` worker processes (or,
+        with the ``potential`` objective, the rounds of `InterleavedSearch`)."""
         s = self.settings
+        if self.is_interleaved:
+            self._run_interleaved()
+            return
         if s.workers > 1:
             self._run_workers()
             return
@@ -190,9 +214,15 @@ class Searcher:
         """Build the `SearchResult` from the study (every worker's trials) and write its files to ``out_dir``."""
         s, study = self.settings, self.study
         assert study is not None
-        entries = collect_entries(study)
-        _, evaluated, total = budget_status(study)
+        progress = search_progress(study)
         space_archs = study.user_attrs.get(SPACE_ARCHS_ATTR)
+        if self.interleaved is not None:  # the last round's population, all measured on the same weights
+            entries = self.interleaved.entries()
+            extra = self._interleaved_note()
+        else:
+            entries = collect_entries(study)
+            extra = stop_note(study, s.trials, s.max_total, space_archs)
+        evaluated, total = progress.evaluated, progress.total
         result = SearchResult(
             front=pareto_front(entries, s.objectives),
             entries=entries,
@@ -203,21 +233,24 @@ class Searcher:
             out_dir=self.out_dir,
             storage=self.storage_url,
             study_name=s.study_name,
-            algorithm=s.algorithm,
-            extra=stop_note(study, s.trials, s.max_total, space_archs),
+            algorithm=INTERLEAVED_ALGORITHM if self.interleaved is not None else s.algorithm,
+            rejected=progress.rejected,
+            extra=extra,
         )
         if self.evaluator is None:  # how the default evaluator measured archs: `export` measures the same way
             result.extra["evaluation"] = dict(s.eval_options)
         if self.out_dir is not None:
             write_outputs(result)
-        if self.run_dir is not None:  # the objectives per trial beside the training curves (if tensorboard is installed)
+        # the objectives per trial beside the training curves (if tensorboard is installed)
+        if self.run_dir is not None:
             write_search_scalars(search_log_dir(self.run_dir), entries, [o.metric for o in s.objectives])
         self.result = result
         self.done = {
             "trials": total,
             "evaluations": evaluated,
             "distinct_archs": len(entries),
-            "stopped": stop_reason(search_progress(study), s.trials, s.max_total, space_archs),
+            "stopped": "rounds" if self.interleaved is not None
+            else stop_reason(progress, s.trials, s.max_total, space_archs),
         }
 
     def close(self) -> None:
@@ -246,6 +279,7 @@ class Searcher:
             run_eval = RunEvaluator.from_run(self.source, task=self.task, device=s.device, **s.eval_options)
             space = run_eval.space
             evaluator = evaluator or run_eval
+            self._run_task = run_eval.task
             if example_input is None:
                 example_input = run_eval.task.example_input(1)
         setup = SearchSetup(
@@ -261,6 +295,83 @@ class Searcher:
         setup.screen, setup.screen_candidates = self.screen, s.screen_candidates
         return setup
 
+    # ------------------------------------------------------------ the potential objective (interleaved training)
+
+    def _check_interleaved(self) -> None:
+        """Refuse, before any evaluation, what a search with the ``potential`` objective cannot do."""
+        s = self.settings
+        if s.workers > 1:
+            raise ValueError("the potential objective trains one supernet between rounds: it runs with workers=1")
+        if self.screen is not None:
+            raise ValueError("the potential objective makes its own populations: it does not take a screen")
+        if s.algorithm != DEFAULT_ALGORITHM:
+            raise ValueError(
+                f"the potential objective runs EMARS rounds (training on the population, then NSGA-II survival "
+                f"and mutation), not algorithm {s.algorithm!r}: leave algorithm at its default {DEFAULT_ALGORITHM!r}"
+            )
+
+    def train_task(self) -> Any:
+        """The task the supernet trains on between the rounds of a ``potential`` search: ``task``, else the
+        run's (the default evaluator's, or rebuilt from the run directory).
+
+        Raises:
+            ValueError: a `SuperModule` searched without ``task``.
+        """
+        if self.task is not None:
+            return self.task
+        if self._run_task is not None:
+            return self._run_task
+        if self.run_dir is not None:
+            from ..training.rundata import task_of_run
+
+            self._run_task = task_of_run(self.run_dir)
+            return self._run_task
+        raise ValueError(
+            "the potential objective trains the supernet between rounds: search a training run, or pass task= "
+            "(the data to train on) with the SuperModule"
+        )
+
+    def weights_path(self) -> Path | None:
+        """Where a ``potential`` search keeps the supernet weights it trained (None: nowhere, only in memory)."""
+        if self.out_dir is None:
+            return None
+        return self.out_dir / f"{self.settings.study_name}.potential.safetensors"
+
+    def _run_interleaved(self) -> None:
+        s = self.settings
+        assert self.setup is not None and self.storage is not None
+        self.study = open_study(self.storage, s.study_name, s.objectives, s.constraints)
+        space = self.setup.space
+        run_config = read_run_json(self.run_dir).get("config") if self.run_dir is not None else None
+        trainer = RoundTrainer(
+            space,
+            self.train_task(),
+            run_config,
+            s.potential,
+            device=next((p.device for p in space.parameters()), torch.device("cpu")),
+            seed=s.seed,
+            weights=self.weights_path(),
+            token=InterleavedSearch.study_token(self.study),
+        )
+        population = s.population_size or default_population(s.trials)
+        self.interleaved = InterleavedSearch(
+            self.setup, self.study, trainer, s.potential, population, s.seed, self.start_archs
+        )
+        with study_file_errors(sqlite_path(self.storage_url)):
+            self.interleaved.run(progress=s.progress)
+
+    def _interleaved_note(self) -> dict[str, Any]:
+        """``extra`` of an interleaved search's result: its rounds and where the trained weights are."""
+        assert self.interleaved is not None
+        weights = self.weights_path()
+        return {
+            "potential": {
+                **self.settings.potential.model_dump(mode="json"),
+                "population_size": self.interleaved.population_size,
+                "weights": str(weights) if weights is not None and weights.is_file() else None,
+            }
+        }
+
     def _queue_start_archs(self) -> None:
         """Check ``start_archs`` against the space; queue them as the first trials of a new study."""
         if self.setup is not None:
@@ -274,7 +385,7 @@ class Searcher:
                 params.append(view.encode(arch))
             except ArchError as e:
                 raise ValueError(f"start_archs[{i}] is not an arch of this space: {e}") from e
-        if self._existing:  # a resumed study: the start archs were queued when it began
+        if self._existing or self.is_interleaved:  # resumed: queued when it began; interleaved: round 0 takes them
             return
         assert self.study is not None
         for p in params:

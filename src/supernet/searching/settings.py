@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, PositiveInt, field_validator
 from ..validation import NoBoolNumbers, validate_model
 from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .objectives import Constraint, Objective, parse_constraints, parse_objectives
+from .potential import PotentialOptions
 
 # Without max_total_trials a search stops after 10 * trials + 50 trials of any kind: room for duplicates and
 # infeasible proposals, while a sampler stuck on a few archs cannot loop for ever.
@@ -34,6 +35,8 @@ class SearchOptions(NoBoolNumbers):
         population_size / sample_size: evolution's P and S, NSGA-II's population (None: the algorithm's default).
         eval_batches / eval_batch_size / bn_batches: the default evaluator's val batches and BN recalibration.
         latency_device: where latency is measured.
+        potential: the rounds of a search with the ``potential`` objective (`PotentialOptions`: rounds, training
+            steps per round, the potential's window, learning rate, batch size); unused by other searches.
     """
 
     algorithm: str = DEFAULT_ALGORITHM
@@ -48,6 +51,7 @@ class SearchOptions(NoBoolNumbers):
     eval_batch_size: PositiveInt = 64
     bn_batches: int = Field(16, ge=0)
     latency_device: str = "cpu"
+    potential: PotentialOptions = Field(default_factory=PotentialOptions)
 
     @field_validator("algorithm")
     @classmethod

@@ -420,7 +420,7 @@ class SearchSetup:
             raise optuna.TrialPruned(f"violates {', '.join(failed)} (not evaluated)")
         reused = self._claim(trial, key)
         if reused is None:
-            metrics = self._evaluate(arch)
+            metrics = self.evaluate(arch)
             metrics.update(cheap)
             trial.set_user_attr("evaluated", f"{socket.gethostname()}:{os.getpid()}")  # which worker
         else:
@@ -442,7 +442,13 @@ class SearchSetup:
             values.append(float(metrics[o.metric]))
         return tuple(values) if len(values) > 1 else values[0]
 
-    def _evaluate(self, arch: dict[str, Any]) -> dict[str, float]:
+    def evaluate(self, arch: dict[str, Any]) -> dict[str, float]:
+        """The evaluator's metrics of ``arch`` (``{}`` without an evaluator).
+
+        Raises:
+            TypeError: one number returned where several metrics are needed.
+            ValueError: a non-finite metric.
+        """
         if self.evaluator is None:
             return {}
         result = self.evaluator(dict(arch))
@@ -495,6 +501,8 @@ class Progress:
         total: all trials, in any state.
         tried: distinct archs finished: with results, or pruned as infeasible without evaluation.
         infeasible: distinct archs pruned by a params/FLOPs/latency constraint.
+        rejected: proposals rejected by a params/FLOPs/latency constraint before evaluation (pruned trials; an arch
+            proposed again is rejected again, and counted again).
         stale: the latest finished trials in a row (by number) whose arch had been tried before.
     """
 
@@ -504,6 +512,7 @@ class Progress:
     tried: int
     infeasible: int
     stale: int
+    rejected: int = 0
 
 
 def search_progress(study: optuna.Study) -> Progress:
@@ -511,7 +520,7 @@ def search_progress(study: optuna.Study) -> Progress:
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     results: set[Any] = set()
     pruned: set[Any] = set()
-    evaluated = stale = 0
+    evaluated = stale = rejected = 0
     for t in trials:
         if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             continue
@@ -522,7 +531,10 @@ def search_progress(study: optuna.Study) -> Progress:
             evaluated += bool(t.user_attrs.get("evaluated"))
         else:
             pruned.add(key)
-    return Progress(len(results), evaluated, len(trials), len(results | pruned), len(pruned - results), stale)
+            rejected += not t.user_attrs.get("feasible", True)
+    return Progress(
+        len(results), evaluated, len(trials), len(results | pruned), len(pruned - results), stale, rejected
+    )
 
 
 def budget_status(study: optuna.Study) -> tuple[int, int, int]:

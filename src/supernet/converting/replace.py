@@ -1,0 +1,77 @@
+"""Swap a model's layers for entangled ones that read the width choices, keeping the model's own weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from ..space import BatchNorm2d, Choice, Embedding, LayerNorm, Linear
+from .groups import Analysis, Slot, Tag
+from .layers import Conv2d
+
+
+def size_value(an: Analysis, tag: Tag | None, full: int, choices: Mapping[int, Choice]) -> Any:
+    """The size of a tagged dimension: an int, or an expression ``offset + mult * choice``."""
+    if tag is None:
+        return full
+    c = choices.get(an.groups.find(tag.gid))
+    if c is None:
+        return full
+    v: Any = c if tag.mult == 1 else c * tag.mult
+    return v if tag.offset == 0 else v + tag.offset
+
+
+def _new_layer(an: Analysis, slot: Slot, m: Any, choices: Mapping[int, Choice]) -> nn.Module | None:
+    out_tag = Tag(slot.out, 0) if slot.out is not None else None
+    if slot.kind == "linear":
+        i = size_value(an, slot.inp, m.in_features, choices)
+        o = size_value(an, out_tag, m.out_features, choices)
+        if isinstance(i, int) and isinstance(o, int):
+            return None
+        new: nn.Module = Linear(i, o, bias=m.bias is not None)
+    elif slot.kind in ("conv", "dwconv"):
+        i = size_value(an, slot.inp, m.in_channels, choices)
+        o = i if slot.kind == "dwconv" else size_value(an, out_tag, m.out_channels, choices)
+        if isinstance(i, int) and isinstance(o, int):
+            return None
+        return Conv2d(m, i, o, depthwise=slot.kind == "dwconv").train(m.training)
+    elif slot.kind == "bn":
+        n = size_value(an, slot.inp, m.num_features, choices)
+        if isinstance(n, int):
+            return None
+        new = BatchNorm2d(n, m.eps, m.momentum, m.affine, m.track_running_stats)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            setattr(new, name, getattr(m, name))
+    elif slot.kind == "ln":
+        n = size_value(an, slot.inp, m.normalized_shape[0], choices)
+        if isinstance(n, int):
+            return None
+        new = LayerNorm(n, m.eps, bias=m.bias is not None)
+    elif slot.kind == "emb":
+        d = size_value(an, out_tag, m.embedding_dim, choices)
+        if isinstance(d, int):
+            return None
+        new = Embedding(m.num_embeddings, d)
+    else:  # pragma: no cover - kinds come from groups.convertible
+        raise AssertionError(slot.kind)
+    # Keep the model's own tensors (same objects: tied weights stay tied, device and dtype stay).
+    for name in ("weight", "bias"):
+        if hasattr(new, name) and name in new._parameters:
+            new._parameters[name] = getattr(m, name, None)
+    return new.train(m.training)
+
+
+def replace_layers(net: nn.Module, an: Analysis, choices: Mapping[int, Choice]) -> list[str]:
+    """Swap every convertible layer of ``net`` whose sizes depend on a choice; returns their paths."""
+    done = []
+    for path, slot in an.slots.items():
+        parent_path, _, name = path.rpartition(".")
+        parent = net.get_submodule(parent_path) if parent_path else net
+        new = _new_layer(an, slot, getattr(parent, name), choices)
+        if new is None:
+            continue
+        setattr(parent, name, new)
+        done.append(path)
+    return done

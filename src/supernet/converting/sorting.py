@@ -1,0 +1,157 @@
+"""Importance sorting: reorder each width group's channels so that every prefix keeps the most important ones.
+
+The same permutation is applied to every layer slice of the group (the producers' outputs, the readers' inputs,
+norm layers and depthwise convs), so the full model computes exactly the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..space import SuperModule
+from .groups import Member
+
+METHODS = ("l1", "activation")
+
+
+def _param_dims(m: nn.Module, member: Member) -> list[tuple[str, int]]:
+    """``[(parameter or buffer name, dim)]`` that hold the group's channels in layer ``m``."""
+    if member.kind == "linear":
+        return [("weight", 0), ("bias", 0)] if member.role == "out" else [("weight", 1)]
+    if member.kind == "conv":
+        return [("weight", 0), ("bias", 0)] if member.role == "out" else [("weight", 1)]
+    if member.kind == "dwconv":
+        return [("weight", 0), ("bias", 0)]
+    if member.kind == "emb":
+        return [("weight", 1)]
+    if member.kind == "bn":
+        return [("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)]
+    return [("weight", 0), ("bias", 0)]  # ln
+
+
+def _index(perm: torch.Tensor, member: Member, size: int) -> torch.Tensor:
+    """Positions along the layer's dim: the fixed ``offset`` entries, then ``mult`` entries per channel."""
+    block = (perm[:, None] * member.mult + torch.arange(member.mult)[None, :]).reshape(-1) + member.offset
+    head = torch.arange(member.offset)
+    tail = torch.arange(member.offset + block.numel(), size)
+    return torch.cat([head, block, tail])
+
+
+def _l1(m: nn.Module, member: Member) -> torch.Tensor:
+    w = m.weight.detach().float().abs()
+    if member.kind == "emb":
+        return w.sum(0)
+    return w.reshape(w.shape[0], -1).sum(1)
+
+
+def _batches(data: Any, limit: int) -> Iterable[Any]:
+    for i, batch in enumerate(data):
+        if i >= limit:
+            return
+        yield batch
+
+
+def _run(space: SuperModule, batch: Any) -> None:
+    if isinstance(batch, dict):
+        space(**batch)
+    elif isinstance(batch, (list, tuple)):
+        # A (inputs, targets) pair from a data loader: feed the inputs.
+        space(batch[0]) if len(batch) == 2 and isinstance(batch[1], torch.Tensor) else space(*batch)
+    else:
+        space(batch)
+
+
+def importance(space: SuperModule, method: str = "l1", data: Any = None, batches: int = 4) -> dict[str, torch.Tensor]:
+    """``{width decision: importance per channel}`` of a converted space (the sum over the group's producers).
+
+    ``l1``: the L1 norm of each output channel's weights (Once-for-All). ``activation``: the mean absolute
+    activation of each channel on up to ``batches`` batches of ``data`` (Minitron), measured at the full width.
+    """
+    groups: dict[str, list[Member]] = getattr(space, "width_groups", None) or {}
+    producers = {name: [mb for mb in ms if mb.role == "out"] for name, ms in groups.items()}
+    if method == "l1":
+        out = {}
+        for name, ms in producers.items():
+            out[name] = sum(_l1(space.net.get_submodule(mb.path), mb) for mb in ms)
+        return out
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    hooks = []
+
+    def hook(name: str, kind: str) -> Any:
+        def fn(mod: nn.Module, args: Any, y: torch.Tensor) -> None:
+            dim = 1 if kind == "conv" else y.dim() - 1
+            a = y.detach().float().abs().transpose(0, dim).reshape(y.shape[dim], -1).mean(1)
+            sums[name] = sums.get(name, 0) + a
+            counts[name] = counts.get(name, 0) + 1
+
+        return fn
+
+    for name, ms in producers.items():
+        for mb in ms:
+            hooks.append(space.net.get_submodule(mb.path).register_forward_hook(hook(name, mb.kind)))
+    previous, was_training = space.arch, space.training
+    space.set_arch(space.max_arch())
+    space.eval()
+    try:
+        with torch.no_grad():
+            n = 0
+            for batch in _batches(data, batches):
+                _run(space, batch)
+                n += 1
+        if n == 0:
+            raise ValueError("sort_channels(method='activation') got no batches in data")
+    finally:
+        for h in hooks:
+            h.remove()
+        space.set_arch(previous)
+        space.train(was_training)
+    return {name: sums[name] / counts[name] for name in sums}
+
+
+@torch.no_grad()
+def sort_channels(space: SuperModule, data: Any = None, method: str = "l1", batches: int = 4) -> dict[str, list[int]]:
+    """Reorder every width group of a converted space by decreasing importance (in place).
+
+    The full model's outputs are unchanged; a narrower width then keeps the most important channels.
+
+    Args:
+        space: a space made by `supernet.convert`.
+        data: for ``method="activation"``: an iterable of batches (tensors, tuples of arguments, dicts of
+            keyword arguments, or ``(inputs, targets)`` pairs).
+        method: ``"l1"`` (weight magnitude) or ``"activation"`` (mean activation magnitude on ``data``).
+        batches: how many batches of ``data`` to use.
+
+    Returns:
+        ``{width decision: the permutation applied (old channel index per new position)}``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(space, SuperModule) or not hasattr(space, "width_groups"):
+        raise TypeError("sort_channels needs a space made by supernet.convert")
+    if method == "activation" and data is None:
+        raise ValueError("sort_channels(method='activation') needs data: an iterable of input batches")
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches must be a positive int, got {batches!r}")
+    scores = importance(space, method, data, batches)
+    done: set[tuple[int, int]] = set()
+    perms = {}
+    for name, members in space.width_groups.items():
+        if name not in scores:
+            continue
+        perm = torch.argsort(scores[name].cpu(), descending=True, stable=True)
+        perms[name] = perm.tolist()
+        for mb in members:
+            m = space.net.get_submodule(mb.path)
+            for attr, dim in _param_dims(m, mb):
+                t = getattr(m, attr, None)
+                if not isinstance(t, torch.Tensor) or (id(t), dim) in done:
+                    continue
+                done.add((id(t), dim))
+                idx = _index(perm, mb, t.shape[dim]).to(t.device)
+                t.copy_(t.index_select(dim, idx))
+    return perms
