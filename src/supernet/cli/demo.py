@@ -8,7 +8,7 @@ from pathlib import Path
 from ._util import device_arg, formatter, friendly
 
 EXAMPLE = """example:
-  supernet demo                      # 2-4 minutes on 2 CPU cores; writes runs/demo
+  supernet demo                      # about 3 minutes on 2 CPU cores; writes runs/demo
   supernet demo --device cuda --out runs/demo-gpu
   supernet demo --tiny               # a seconds-long smoke run of the same pipeline
 Rerunning with the same --out resumes (the trained supernet and the search study are reused).
@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="the whole pipeline on the embedded Tiny Shakespeare (train, search, export, sample)",
-        description="GPT space, sandwich training, NSGA-II over (val loss, params), export under a params "
-        "budget, text sample from the exported model.",
+        description="GPT space, supernet training, NSGA-II over (val loss, params), export under a params "
+        "budget, fine-tuning of the exported model, text sample from it.",
         epilog=EXAMPLE,
         formatter_class=formatter(),
     )

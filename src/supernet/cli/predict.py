@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--model", type=Path, help="a saved predictor to score on every row (no fitting)")
             q.add_argument("--repeats", type=int, default=1, help="random train/test splits (default %(default)s)")
             q.add_argument("--json", action="store_true", help="print the result as JSON")
+            q.add_argument("--no-progress", action="store_true", help="no progress bar over the repeated splits")
         q.set_defaults(func=run)
 
 
@@ -120,7 +121,11 @@ def run(args: argparse.Namespace) -> int:
             size = n // 2 if args.train_size is None else args.train_size
             if not 2 <= size < n:
                 raise ValueError(f"--train-size must lie in 2..{n - 1} to leave test rows, got {size}")
-            for r in range(args.repeats):
+            from tqdm.auto import tqdm
+
+            splits = tqdm(range(args.repeats), desc="predict splits", unit="split",
+                          disable=args.no_progress or args.repeats < 2)
+            for r in splits:
                 perm = np.random.default_rng(args.seed + r).permutation(n)
                 tr, te = perm[:size], perm[size:]
                 pred = _make(args, archs, info, args.seed + r).fit([archs[i] for i in tr], y[tr])

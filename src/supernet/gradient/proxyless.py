@@ -12,8 +12,10 @@
 * **Latency loss** (optional): with a cost table (``latency_table``: a JSON written by ``supernet latency`` or
   `supernet.cost.CostTable.save`; any additive cost table works, e.g. FLOPs), the alpha loss is
   ``L_CE + latency_weight * E[latency] / latency_target`` with ``E[latency] = c0 + sum_d sum_i p_{d,i} T_d[i]``
-  (the paper's expected latency, differentiable in alpha); ``latency_target`` defaults to the midpoint of the
-  table's range. The expected latency is logged as ``expected_latency``.
+  (the paper's expected latency, differentiable in alpha; a decision that only some archs use, such as a block's
+  kernel beyond a depth choice, has its term weighted by the probability that it is active, `CostTable.moments`);
+  ``latency_target`` defaults to the midpoint of the table's range. The expected latency is logged as
+  ``expected_latency``.
 
 Deliberate differences: the alpha step is first-order only (as the paper), Adam settings as the other gradient
 strategies; the table is fitted to whole timed subnets (`supernet.cost.latency_table`) rather than per-layer
