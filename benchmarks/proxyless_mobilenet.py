@@ -34,12 +34,13 @@ from supernet import cost, files
 from supernet.bench.groundtruth import GroundTruthRecipe, reinitialize, train_standalone
 
 
-def measured_latency(space: sn.SuperModule, arch: dict[str, Any], x: torch.Tensor, clock: str) -> float:
+def measured_latency(space: sn.SuperModule, arch: dict[str, Any], x: torch.Tensor, clock: str,
+                     repeats: int = 21) -> float:
     """Median latency (s) of ``arch``'s extracted subnet, batch of ``x``."""
     previous = space.arch
     space.set_arch(arch)
     try:
-        return cost.latency(space, x, warmup=3, repeats=21, clock=clock)
+        return cost.latency(space, x, warmup=3, repeats=repeats, clock=clock)
     finally:
         space.set_arch(previous)
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--tolerance", type=float, default=0.1, help="relative latency window of those (default 0.1)")
     p.add_argument("--standalone-steps", type=int, default=600)
     p.add_argument("--table-samples", type=int, default=48)
+    p.add_argument("--table-repeats", type=int, default=15, help="timed runs per arch, the median is kept")
     p.add_argument("--clock", choices=("wall", "cpu"), default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     table = cost.latency_table(space, x1, samples=args.table_samples, holdout=16, seed=args.seed,
-                               progress=not args.no_progress, clock=args.clock)
+                               repeats=args.table_repeats, progress=not args.no_progress, clock=args.clock)
     table_path = table.save(args.out / "latency.json")
     table_s = time.perf_counter() - t0
     fastest, slowest = table.arch_cost(space.min_arch()), table.arch_cost(space.max_arch())
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_s = time.perf_counter() - t0
     found = space.validate(run.final_arch)
     found_pred = table.arch_cost(found)
-    found_meas = measured_latency(space, found, x1, args.clock)
+    found_meas = measured_latency(space, found, x1, args.clock, max(args.table_repeats, 1) + 6)
 
     rng = random.Random(args.seed + 17)
     similar: list[dict[str, Any]] = []
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for role, arch in [("found", found)] + [("random", a) for a in similar]:
         metrics = standalone(space_kwargs, arch, run.task, recipe, args.seed)
         rows.append({"role": role, "arch": arch, "predicted_ms": 1e3 * table.arch_cost(arch),
-                     "measured_ms": 1e3 * measured_latency(space, arch, x1, args.clock), **metrics})
+                     "measured_ms": 1e3 * measured_latency(space, arch, x1, args.clock, args.table_repeats + 6),
+                     **metrics})
         if not args.no_progress:
             print(f"{role}: {rows[-1]['val_accuracy']:.1f} % at {rows[-1]['measured_ms']:.2f} ms", flush=True)
     standalone_s = time.perf_counter() - t0

@@ -28,7 +28,7 @@ import platform
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +39,7 @@ from torch import nn
 
 from . import cost
 from .files import FileFormatError, FileModel, read_json, read_tensors, write_json, write_tensors, write_text
-from .searching.objectives import parse_constraints
+from .searching.objectives import parse_constraints, resolve_constraints
 from .space import SuperModule
 from .training.checkpoint import read_run_json, run_dir_of
 from .training.evaluate import batchnorm_modules, evaluate_model
@@ -80,6 +80,7 @@ def select_arch(
     arch: str | int | Mapping[str, Any] = "best",
     constraints: Any = None,
     metric: str | None = None,
+    reference: Callable[[list[str]], Mapping[str, float]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pick an arch from a search's Pareto front.
 
@@ -89,6 +90,8 @@ def select_arch(
             (``3`` or ``"3"``), an arch as a JSON string or dict, or a path to an arch JSON file.
         constraints: extra constraints for ``best``, e.g. ``"params <= 300k"``.
         metric: the metric ``best`` optimises (default: the search's first objective).
+        reference: ``fn(metrics) -> {metric: value of the largest arch}`` for relative constraints
+            (``params <= 50%``); without it a relative constraint is an error.
 
     Returns:
         ``(arch dict, entry)`` where entry is the front entry (with ``metrics``) or ``{}`` for a given arch.
@@ -126,6 +129,8 @@ def select_arch(
     if text != "best":
         raise ValueError(f"--arch must be 'best', an index into the Pareto front, or an arch as JSON; got {text!r}")
     cons = parse_constraints(constraints)
+    if reference is not None:
+        cons = resolve_constraints(cons, reference)
     objectives = pareto.get("objectives") or [{"metric": "loss", "direction": "minimize"}]
     if metric is None:
         metric, direction = objectives[0]["metric"], objectives[0]["direction"]
@@ -206,17 +211,24 @@ def export(
         require_onnx_exporter()
     run_dir = run_dir_of(source)
     entry: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}  # the space and task, loaded once (early only for relative constraints)
+
+    def space_and_task() -> tuple[SuperModule, Any]:
+        if not loaded:
+            loaded["space"] = _space(source, run_dir)
+            loaded["task"] = task if task is not None else _task_of(source, run_dir)
+        return loaded["space"], loaded["task"]
+
     if run_dir is not None:
-        arch_dict, entry = select_arch(run_dir, arch, constraints, metric)
+        arch_dict, entry = select_arch(run_dir, arch, constraints, metric,
+                                       _largest_arch_cost(space_and_task, example_input, run_dir))
     else:
         if isinstance(arch, str) and (arch == "best" or arch.lstrip("-").isdigit()):
             raise ValueError(f"arch={arch!r} needs a run with a search; pass the arch as a dict or JSON")
         arch_dict, entry = select_arch({}, arch)
-    space = _space(source, run_dir)
+    space, task = space_and_task()
     arch_dict = space.validate(arch_dict)
     net = space.extract(arch_dict).eval()
-    if task is None:
-        task = _task_of(source, run_dir)
     if example_input is None:
         example_input = task.example_input(1) if task is not None else _example_input(run_dir)
     opts = _evaluation_options(run_dir, evaluation)
@@ -266,6 +278,34 @@ def export(
         meta["onnx"] = export_onnx(net, example_input, out_dir / ONNX_FILE, opset=onnx_opset)
     write_model(out_dir, net, meta, refresh_onnx=False)
     return out_dir
+
+
+def _largest_arch_cost(
+    space_and_task: Callable[[], tuple[SuperModule, Any]], example_input: Any, run_dir: Path | None
+) -> Callable[[list[str]], Mapping[str, float]]:
+    """What relative constraints refer to: params / FLOPs of the space's largest arch (for a converted model:
+    the original)."""
+
+    def reference(metrics: list[str]) -> Mapping[str, float]:
+        space, task = space_and_task()
+        net = space.extract(space.max_arch()).eval()
+        x = example_input
+        if x is None and "flops" in metrics:
+            x = task.example_input(1) if task is not None else _example_input(run_dir)
+        out: dict[str, float] = {}
+        for m in metrics:
+            if m == "params":
+                out[m] = float(cost.params(net))
+            elif m == "flops" and x is not None:
+                out[m] = float(cost.flops(net, x))
+            else:
+                raise ValueError(
+                    f"a relative {m} constraint needs the largest arch's {m}, which export cannot measure here: "
+                    "give an absolute bound"
+                )
+        return out
+
+    return reference
 
 
 def _evaluation_options(run_dir: Path | None, given: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import os
 import sys
 
 # Subcommand modules, in the order `supernet --help` lists them.
-COMMANDS = ["info", "demo", "train", "search", "export", "report", "finetune", "proxies", "predict", "bench",
+COMMANDS = ["info", "demo", "convert", "train", "search", "export", "report", "finetune", "proxies", "predict", "bench",
             "groundtruth", "latency"]
 
 

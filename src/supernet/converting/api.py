@@ -14,6 +14,8 @@ from ..space import Choice, SuperModule
 from ..space.base import Searchable
 from .depth import apply_runs, find_runs, restore
 from .groups import Analysis, Member, Tag, analyse, is_known_leaf
+from .hf import analysis_inputs
+from .named import SPEC_NAME, load_model
 from .replace import replace_layers
 from .report import ConvertReport, GroupRow
 from .trace import CONTAINERS, Trace, TraceFailure, bind_inputs, trace
@@ -32,12 +34,18 @@ class ConvertedSpace(SuperModule):
         width_groups: ``{decision name: [Member, ...]}``, every layer slice that follows each width choice
             (used by `sort_channels`).
         report: the `ConvertReport` of the conversion.
+        example_input: the example input the model was converted with (for FLOPs and latency).
+        spec: ``{"space": "supernet.converting:converted", "kwargs": {...}}`` when the model was given by name
+            (``module:function``), so a new process can rebuild the space; None for a model object.
     """
 
-    def __init__(self, net: nn.Module, width_groups: dict[str, list[Member]], report: ConvertReport) -> None:
+    def __init__(
+        self, net: nn.Module, width_groups: dict[str, list[Member]], report: ConvertReport, example_input: Any = None
+    ) -> None:
         super().__init__(net)
         self.width_groups = width_groups
         self.report = report
+        self.example_input = example_input
 
     def extract(self, arch: Mapping[str, Any] | None = None) -> nn.Module:
         """A plain copy of subnet ``arch`` (see `SuperModule.extract`); weights the model ties stay tied."""
@@ -232,11 +240,12 @@ def _resolve_keys(keys: Sequence[str], names: dict[int, str], an: Analysis, what
 
 
 def convert(
-    model: nn.Module,
-    example_input: Any,
+    model: nn.Module | str,
+    example_input: Any = None,
     widths: Widths = (0.5, 0.75, 1.0),
     depth: bool = True,
     *,
+    model_kwargs: Mapping[str, Any] | None = None,
     group_widths: Mapping[str, Widths] | None = None,
     pin: Sequence[str] = (),
     exclude: Sequence[str] = (),
@@ -250,10 +259,12 @@ def convert(
     find *width groups*: channels that must keep one size together (a layer's outputs and every layer that
     reads them, norm layers and depthwise convs on them, residual additions joining several producers,
     concatenations, tied weights). Each group gets a `Choice` of widths; ``nn.Linear``, ``nn.Conv2d`` (incl.
-    depthwise), ``nn.BatchNorm2d``, ``nn.LayerNorm`` and ``nn.Embedding`` on a searchable group are replaced by
-    entangled layers holding the model's own parameter tensors. Runs of same-shaped residual blocks at the end of
-    an ``nn.Sequential`` or ``nn.ModuleList`` (that the model iterates) get a depth choice keeping the first d.
-    The model's own ``forward`` code keeps running; the given model itself is not changed (a copy is converted).
+    depthwise), ``nn.BatchNorm2d``, ``nn.LayerNorm``, ``nn.Embedding`` and Hugging Face's ``Conv1D`` (GPT-2's
+    transposed linear layer) on a searchable group are replaced by entangled layers holding the model's own
+    parameter tensors. Runs of same-shaped residual blocks at the end of an ``nn.Sequential`` or ``nn.ModuleList``
+    (that the model iterates) get a depth choice keeping the first d. The model's own ``forward`` code keeps
+    running; the given model itself is not changed (a copy is converted). A ``transformers.PreTrainedModel`` is
+    analysed with ``use_cache=False`` (see `supernet.converting.hf`); compare its ``ModelOutput`` fields.
 
     What cannot be converted is left fixed and listed in ``space.report`` (a width that reaches the output,
     is split into attention heads, is read by an unsupported layer or op, or that control flow depends on);
@@ -261,8 +272,11 @@ def convert(
     model's outputs (within ``atol``), so an unsupported construct is never a silently wrong result.
 
     Args:
-        model: the model to convert.
-        example_input: one input: a tensor, a tuple of positional arguments, or a dict of keyword arguments.
+        model: the model to convert, or its name ``module:function``: a function (annotated
+            ``-> tuple[nn.Module, torch.Tensor]``) that returns ``(model, example_input)``. A space made from a
+            name records it in ``space.spec``, so runs trained on it can be searched, exported and loaded by name.
+        example_input: one input: a tensor, a tuple of positional arguments, or a dict of keyword arguments
+            (None when ``model`` is a name).
         widths: width fractions in (0, 1] offered to every group (the full width is always an option).
         depth: add depth choices.
         group_widths: ``{decision name or layer path: widths}`` for particular groups; fractions (floats)
@@ -272,6 +286,7 @@ def convert(
         divisor: round every width option to a multiple of this (hardware-friendly channel counts).
         report: print the conversion table.
         atol: tolerance of the check that the largest arch reproduces the model.
+        model_kwargs: keyword arguments of the model function (only when ``model`` is a name).
 
     Returns:
         A `ConvertedSpace` (a `SuperModule`); its ``report`` lists groups, depth choices and what stayed fixed.
@@ -280,8 +295,18 @@ def convert(
         ValueError: bad arguments (naming the argument).
         ConversionError: the model cannot be traced at all, or a converted model failed the checks.
     """
+    model_name = None
+    if isinstance(model, str):
+        if example_input is not None:
+            raise ValueError("a model given by name returns its own example input: pass example_input=None")
+        model_name = model
+        model, example_input = load_model(model_name, model_kwargs)
+    elif model_kwargs is not None:
+        raise ValueError("model_kwargs are the keyword arguments of a model given by name ('module:function')")
     if not isinstance(model, nn.Module):
-        raise TypeError(f"convert needs an nn.Module, got {type(model).__name__}")
+        raise TypeError(f"convert needs an nn.Module (or a 'module:function' name), got {type(model).__name__}")
+    if example_input is None:
+        raise ValueError("convert needs an example_input for the model")
     if isinstance(model, SuperModule) or any(isinstance(m, Searchable) for m in model.modules()):
         raise ValueError("the model already contains searchable layers; convert a plain PyTorch model")
     widths = _check_widths(widths, "widths", fractions_only=True)
@@ -298,7 +323,7 @@ def convert(
         except AttributeError:
             raise ValueError(f"exclude: the model has no module {path!r}") from None
     try:
-        inputs = bind_inputs(model, example_input)
+        inputs = analysis_inputs(model, bind_inputs(model, example_input))
     except TypeError as err:
         raise ValueError(f"example_input does not fit {type(model).__name__}.forward: {err}") from None
 
@@ -388,7 +413,22 @@ def convert(
         if c is not None:
             groups[names[root]] = list(members)
     rep = ConvertReport(rows, {str(c.name): c.options for c in depth_choices}, dict(an.fixed), no_depth)
-    space = ConvertedSpace(net, groups, rep)
+    space = ConvertedSpace(net, groups, rep, example_input)
+    if model_name is not None:
+        space.spec = {
+            "space": SPEC_NAME,
+            "kwargs": {
+                "model": model_name,
+                "widths": list(widths),
+                "depth": bool(depth),
+                "group_widths": {k: list(v) for k, v in group_widths.items()} if group_widths else None,
+                "pin": list(pin),
+                "exclude": list(exclude),
+                "divisor": divisor,
+                "sort": None,
+                "model_kwargs": dict(model_kwargs) if model_kwargs else None,
+            },
+        }
     space.train(was_training)
     if report:
         print(rep.table())

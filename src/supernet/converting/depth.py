@@ -12,7 +12,7 @@ from torch import fx, nn
 from ..space import Choice
 from .groups import Analysis, Tag
 from .layers import DepthModuleList, DepthSequential
-from .trace import Trace
+from .trace import ModuleCall, Trace
 
 
 @dataclass
@@ -38,8 +38,31 @@ def _same_tag(an: Analysis, a: object, b: object) -> bool:
     return (g.find(ta.gid), ta.dim, ta.offset, ta.mult) == (g.find(tb.gid), tb.dim, tb.offset, tb.mult)
 
 
+def _side_inputs_ok(tr: Trace, call: ModuleCall, begin: int) -> bool:
+    """A block reads its stream (first argument) and, besides, only tensors made before its container runs
+    (masks, positions: the same for every block, so dropping blocks leaves them alone)."""
+    if call.stream is None or call.inputs.count(call.stream) != 1:
+        return False
+    return all(tr.index(n) < begin for n in call.inputs if n is not call.stream)
+
+
+def _stream_output(call: ModuleCall | None) -> fx.Node | None:
+    """The new stream a block returns: its output, or the first item of a returned tuple whose other tensors
+    are not used (``(hidden_states, None)`` of a transformers block)."""
+    out = call.output if call is not None else None
+    if isinstance(out, fx.Node):
+        return out
+    if isinstance(out, tuple) and out and isinstance(out[0], fx.Node):
+        if all(not isinstance(o, fx.Node) or not o.users for o in out[1:]):
+            return out[0]
+    return None
+
+
 def find_runs(tr: Trace, an: Analysis, net: nn.Module, skip: set[str]) -> tuple[list[DepthRun], dict[str, str]]:
-    """Containers whose trailing blocks keep shape and width (residual blocks), and why others were not used."""
+    """Containers whose trailing blocks keep shape and width (residual blocks), and why others were not used.
+
+    A block takes its stream as its first argument and returns the new stream; other tensor arguments (an
+    attention mask, position ids) must be made before the container runs."""
     calls = {c.path: c for c in tr.calls}
     counts = Counter(c.path for c in tr.calls)
     runs, why = [], {}
@@ -51,17 +74,20 @@ def find_runs(tr: Trace, an: Analysis, net: nn.Module, skip: set[str]) -> tuple[
         names = list(m._modules)
         children = [f"{path}.{n}" if path else n for n in names]
         ok: list[bool] = []
+        begin = min((calls[c].start for c in children if c in calls), default=0)
         for i, cp in enumerate(children):
             call = calls.get(cp)
             good = (
                 call is not None
                 and counts[cp] == 1
-                and len(call.inputs) == 1
-                and isinstance(call.output, fx.Node)
+                and _side_inputs_ok(tr, call, begin)
+                and _stream_output(call) is not None
                 and any(s == cp or s.startswith(cp + ".") for s in an.slots)
             )
             if good:
-                x, y = call.inputs[0], call.output
+                assert call is not None and call.stream is not None
+                x, y = call.stream, _stream_output(call)
+                assert y is not None
                 vx, vy = tr.values.get(x), tr.values.get(y)
                 good = (
                     isinstance(vx, torch.Tensor)
@@ -71,7 +97,7 @@ def find_runs(tr: Trace, an: Analysis, net: nn.Module, skip: set[str]) -> tuple[
                 )
                 if good and i > 0:
                     prev = calls.get(children[i - 1])
-                    good = prev is not None and prev.output is x
+                    good = prev is not None and _stream_output(prev) is x
                 if good and i + 1 < len(children):
                     nxt = calls.get(children[i + 1])
                     good = nxt is not None and all(nxt.start <= tr.index(u) < nxt.end for u in y.users)

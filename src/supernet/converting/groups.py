@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .hf import is_conv1d
 from .trace import Trace
 
 
@@ -40,7 +41,7 @@ class Member:
     them), ``dw`` (a depthwise conv on them) or ``norm`` (a norm layer on them)."""
 
     path: str
-    kind: str  # linear, conv, dwconv, bn, ln, emb
+    kind: str  # linear, conv1d (a transposed linear: Hugging Face's Conv1D), conv, dwconv, bn, ln, emb
     role: str
     offset: int = 0
     mult: int = 1
@@ -170,6 +171,8 @@ def convertible(m: nn.Module) -> tuple[str | None, str]:
     for layers that are not candidates at all)."""
     if type(m) is nn.Linear:
         return "linear", ""
+    if is_conv1d(m):
+        return "conv1d", ""
     if type(m) is nn.Conv2d:
         if m.padding_mode != "zeros":
             return None, f"Conv2d with padding_mode={m.padding_mode!r}"
@@ -187,8 +190,8 @@ def convertible(m: nn.Module) -> tuple[str | None, str]:
             return None, "LayerNorm over several dims or without affine parameters"
         return "ln", ""
     if type(m) is nn.Embedding:
-        if m.padding_idx is not None or m.max_norm is not None or m.scale_grad_by_freq or m.sparse:
-            return None, "Embedding with padding_idx/max_norm/scale_grad_by_freq/sparse"
+        if m.max_norm is not None or m.scale_grad_by_freq or m.sparse:
+            return None, "Embedding with max_norm/scale_grad_by_freq/sparse"
         return "emb", ""
     return None, ""
 
@@ -214,6 +217,7 @@ class Analyser:
         self.tags: dict[fx.Node, Any] = {}
         self.deps: dict[fx.Node, set[tuple[fx.Node, int | None]]] = {}
         self.data: set[fx.Node] = set()
+        self.sizes: dict[fx.Node, list[tuple[fx.Node, int]]] = {}  # a torch.Size node: (tensor, dim) per entry
         self.slots: dict[str, Slot] = {}
         self.fixed: dict[str, str] = dict(opaque)
 
@@ -282,11 +286,25 @@ class Analyser:
         args = _flatten_nodes((node.args, node.kwargs))
         if node.op == "call_function" and node.target is getattr and node.args[1] == "shape":
             deps = {(node.args[0], None)}
+            if self.is_tensor(node.args[0]):
+                self.sizes[node] = [(node.args[0], d) for d in range(self.val(node.args[0]).dim())]
         elif node.op == "call_method" and node.target in _SIZE_METHODS:
             x = node.args[0]
             d = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
             rank = self.val(x).dim() if self.is_tensor(x) else 0
             deps = {(x, None if d is None or node.target == "numel" else _norm_dim(d, rank))}
+            if d is None and node.target == "size" and self.is_tensor(x):
+                self.sizes[node] = [(x, i) for i in range(rank)]
+        elif node.op == "call_function" and node.target is operator.getitem and node.args[0] in self.sizes and (
+            isinstance(node.args[1], (int, slice))
+        ):
+            # Entries of a shape: ``x.shape[-1]`` depends on one dim, ``x.shape[:-1]`` on all but the last.
+            entries = self.sizes[node.args[0]]
+            idx = node.args[1]
+            picked = entries[idx] if isinstance(idx, slice) else [entries[idx]]
+            if isinstance(idx, slice):
+                self.sizes[node] = list(picked)
+            deps = set(picked)
         elif node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[1], int):
             src = node.args[0]
             sd = self.deps.get(src, set())
@@ -340,7 +358,7 @@ class Analyser:
             slot = self.slots[path] = Slot(path, kind, m)
         rank = self.val(x).dim()
         t = self.tag(x)
-        want = rank - 1 if kind in ("linear", "ln") else 1
+        want = rank - 1 if kind in ("linear", "conv1d", "ln") else 1
         if kind == "emb":
             self.drop(t, f"indexes the Embedding {path}")
             t = None
@@ -357,7 +375,8 @@ class Analyser:
             if not slot.seen:
                 slot.inp = t
                 if t is not None:
-                    role = {"linear": "in", "conv": "in", "dwconv": "dw", "bn": "norm", "ln": "norm"}[kind]
+                    role = {"linear": "in", "conv1d": "in", "conv": "in", "dwconv": "dw", "bn": "norm",
+                            "ln": "norm"}[kind]
                     self.g.add_member(t.gid, Member(path, kind, role, t.offset, t.mult))
             elif (slot.inp is None) != (t is None):
                 self.drop(t, f"{path} is called on several widths")
@@ -367,9 +386,9 @@ class Analyser:
                 slot.inp = u
         slot.seen = True
         out_rank = self.val(node).dim()
-        if kind in ("linear", "conv", "emb"):
+        if kind in ("linear", "conv1d", "conv", "emb"):
             if slot.out is None:
-                size = {"linear": "out_features", "conv": "out_channels", "emb": "embedding_dim"}[kind]
+                size = {"linear": "out_features", "conv1d": "nf", "conv": "out_channels", "emb": "embedding_dim"}[kind]
                 slot.out = self.g.new(getattr(m, size), Member(path, kind, "out"))
             return Tag(self.g.find(slot.out), out_rank - 1 if kind != "conv" else 1)
         if slot.inp is None:
@@ -671,6 +690,8 @@ class Analyser:
         inp = slot.inp
         if slot.kind == "linear":
             return {"weight": [out, inp], "bias": [out]}
+        if slot.kind == "conv1d":
+            return {"weight": [inp, out], "bias": [out]}
         if slot.kind == "conv":
             return {"weight": [out, inp, None, None], "bias": [out]}
         if slot.kind == "emb":

@@ -15,9 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..space import Conv2d as _Conv2d
+from ..space import Embedding as _Embedding
+from ..space import Linear as _Linear
 from ..space.base import Kind, Searchable, copy_param, extract_module
 from ..space.choice import Value, current_int, max_int
-from ..space.superposition import mix_plan
+from ..space.layers import _check_dim, prefix
+from ..space.superposition import mix_plan, pad_last, superposed
 
 
 class Conv2d(_Conv2d):
@@ -54,6 +57,91 @@ class Conv2d(_Conv2d):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel}, stride={self.stride}, "
                 f"padding={self.padding}" + (", depthwise" if self.depthwise else ""))
+
+
+class Conv1D(_Linear):
+    """The entangled `supernet.Linear` for a transposed linear layer, Hugging Face's ``Conv1D`` (GPT-2): the
+    weight is ``(in_features, out_features)`` and a subnet slices ``weight[:in, :out]``. It holds the layer's
+    own tensors and extracts to the layer's own class."""
+
+    def __init__(self, layer: nn.Module, in_features: Any, out_features: Any) -> None:
+        super().__init__(in_features, out_features, bias=getattr(layer, "bias", None) is not None)
+        self.weight = layer.weight
+        self.bias = layer.bias
+        self._cls = type(layer)
+
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight ``(in, out)`` and bias for ``(out_features, in_features)``."""
+        o, i = sizes
+        return self.weight[:i, :o], None if self.bias is None else self.bias[:o]
+
+    @staticmethod
+    def _run(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        shape = (*x.shape[:-1], w.shape[1])
+        x2 = x.reshape(-1, x.shape[-1])
+        y = x2 @ w if b is None else torch.addmm(b, x2, w)
+        return y.view(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plan = mix_plan(self, self.slice_values(), "Conv1D features")
+        if plan is None:
+            w, b = self.active_weights()
+            _check_dim(x, -1, w.shape[0], "Conv1D", "in_features")
+            return self._run(x, w, b)
+        _check_dim(x, -1, plan.sizes[1], "Conv1D (superposed)", "in_features")
+        return superposed(
+            plan,
+            x.device,
+            self.sliced,
+            (((1, 0), None), ((0,), None)),
+            lambda sizes, params: self._run(prefix(x, -1, sizes[1]), *params),
+            lambda y, sizes: pad_last(y, sizes[0]),
+        )
+
+    def extract(self) -> nn.Module:  # type: ignore[override]
+        """A layer of the replaced class (e.g. ``Conv1D(nf=out, nx=in)``) with the active slice of the weights."""
+        w, b = self.active_weights()
+        out = self._cls.__new__(self._cls)
+        nn.Module.__init__(out)
+        out.nf, out.nx = w.shape[1], w.shape[0]
+        out.weight, out.bias = copy_param(w), copy_param(b)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"nx={self.in_features}, nf={self.out_features} (transposed linear)"
+
+
+class Embedding(_Embedding):
+    """The entangled `supernet.Embedding` with ``nn.Embedding``'s ``padding_idx`` (whose row gets no gradient);
+    it holds the layer's own table."""
+
+    def __init__(self, emb: nn.Embedding, embedding_dim: Any) -> None:
+        super().__init__(emb.num_embeddings, embedding_dim)
+        self.weight = emb.weight
+        self.padding_idx = emb.padding_idx
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        plan = mix_plan(self, self.slice_values(), "Embedding dim")
+        if plan is None:
+            return F.embedding(idx, self.active_weights(), self.padding_idx)
+        return superposed(
+            plan,
+            idx.device,
+            self.sliced,
+            (((None, 0), None),),
+            lambda sizes, params: F.embedding(idx, params[0], self.padding_idx),
+            lambda y, sizes: pad_last(y, sizes[0]),
+        )
+
+    def extract(self) -> nn.Embedding:
+        w = self.active_weights()
+        out = nn.Embedding(w.shape[0], w.shape[1], padding_idx=self.padding_idx, device=w.device, dtype=w.dtype)
+        out.weight = copy_param(w)
+        return out
+
+    def extra_repr(self) -> str:
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
 
 
 class _Depth(Searchable):

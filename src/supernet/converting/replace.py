@@ -7,9 +7,9 @@ from typing import Any
 
 from torch import nn
 
-from ..space import BatchNorm2d, Choice, Embedding, LayerNorm, Linear
+from ..space import BatchNorm2d, Choice, LayerNorm, Linear
 from .groups import Analysis, Slot, Tag
-from .layers import Conv2d
+from .layers import Conv1D, Conv2d, Embedding
 
 
 def size_value(an: Analysis, tag: Tag | None, full: int, choices: Mapping[int, Choice]) -> Any:
@@ -31,6 +31,12 @@ def _new_layer(an: Analysis, slot: Slot, m: Any, choices: Mapping[int, Choice]) 
         if isinstance(i, int) and isinstance(o, int):
             return None
         new: nn.Module = Linear(i, o, bias=m.bias is not None)
+    elif slot.kind == "conv1d":
+        i = size_value(an, slot.inp, m.nx, choices)
+        o = size_value(an, out_tag, m.nf, choices)
+        if isinstance(i, int) and isinstance(o, int):
+            return None
+        return Conv1D(m, i, o).train(m.training)
     elif slot.kind in ("conv", "dwconv"):
         i = size_value(an, slot.inp, m.in_channels, choices)
         o = i if slot.kind == "dwconv" else size_value(an, out_tag, m.out_channels, choices)
@@ -53,7 +59,7 @@ def _new_layer(an: Analysis, slot: Slot, m: Any, choices: Mapping[int, Choice]) 
         d = size_value(an, out_tag, m.embedding_dim, choices)
         if isinstance(d, int):
             return None
-        new = Embedding(m.num_embeddings, d)
+        return Embedding(m, d).train(m.training)
     else:  # pragma: no cover - kinds come from groups.convertible
         raise AssertionError(slot.kind)
     # Keep the model's own tensors (same objects: tied weights stay tied, device and dtype stay).

@@ -22,6 +22,8 @@ def _param_dims(m: nn.Module, member: Member) -> list[tuple[str, int]]:
     """``[(parameter or buffer name, dim)]`` that hold the group's channels in layer ``m``."""
     if member.kind == "linear":
         return [("weight", 0), ("bias", 0)] if member.role == "out" else [("weight", 1)]
+    if member.kind == "conv1d":  # weight (in, out)
+        return [("weight", 1), ("bias", 0)] if member.role == "out" else [("weight", 0)]
     if member.kind == "conv":
         return [("weight", 0), ("bias", 0)] if member.role == "out" else [("weight", 1)]
     if member.kind == "dwconv":
@@ -43,7 +45,7 @@ def _index(perm: torch.Tensor, member: Member, size: int) -> torch.Tensor:
 
 def _l1(m: nn.Module, member: Member) -> torch.Tensor:
     w = m.weight.detach().float().abs()
-    if member.kind == "emb":
+    if member.kind in ("emb", "conv1d"):
         return w.sum(0)
     return w.reshape(w.shape[0], -1).sum(1)
 

@@ -44,13 +44,15 @@ class Guard:
 
 @dataclass
 class ModuleCall:
-    """A call of a traced-through (non-leaf) module: its graph nodes are ``nodes[start:end]``."""
+    """A call of a traced-through (non-leaf) module: its graph nodes are ``nodes[start:end]``; ``inputs`` are
+    the tensors it was given (``stream``: its first positional argument, if that is one)."""
 
     path: str
     start: int
     end: int
     inputs: list[fx.Node]
     output: Any
+    stream: fx.Node | None = None
 
 
 @dataclass
@@ -72,9 +74,20 @@ class Trace:
         self._pos = {n: i for i, n in enumerate(self.nodes)}
 
 
+#: tensor attributes no width changes: read from the concrete value, not recorded (``torch.finfo(x.dtype)``).
+_STATIC_ATTRS = frozenset({"dtype", "device", "ndim", "layout", "is_cuda"})
+
+
 class _Proxy(fx.Proxy):
     def __len__(self) -> int:
         return self.tracer.proxy_len(self)  # type: ignore[attr-defined]
+
+    def __getattr__(self, k: str) -> Any:
+        if k in _STATIC_ATTRS:
+            value = self.tracer.values.get(self.node)  # type: ignore[attr-defined]
+            if isinstance(value, torch.Tensor):
+                return getattr(value, k)
+        return super().__getattr__(k)
 
 
 class ConcreteTracer(fx.Tracer):
@@ -82,6 +95,7 @@ class ConcreteTracer(fx.Tracer):
 
     def __init__(self, root: nn.Module, inputs: Mapping[str, Any], leaves: set[str], is_leaf: Callable) -> None:
         super().__init__(autowrap_functions=())
+        self.proxy_buffer_attributes = True  # buffers read in forward code are graph nodes (sliceable by sizes)
         self.root_module = root
         self.inputs = dict(inputs)
         self.extra_leaves = leaves
@@ -116,7 +130,10 @@ class ConcreteTracer(fx.Tracer):
         finally:
             self.stack.pop()
         output = out.node if isinstance(out, fx.Proxy) else out
-        self.calls.append(ModuleCall(path, start, self.count, inputs, output))
+        if isinstance(out, (tuple, list)):  # e.g. (hidden_states, attentions) of a transformers block
+            output = tuple(o.node if isinstance(o, fx.Proxy) else o for o in out)
+        stream = args[0].node if args and isinstance(args[0], fx.Proxy) else None
+        self.calls.append(ModuleCall(path, start, self.count, inputs, output, stream))
         return out
 
     # --- concrete evaluation ------------------------------------------------------------------------------
@@ -167,6 +184,23 @@ class ConcreteTracer(fx.Tracer):
             return self.root_module.get_submodule(str(node.target))(*args, **kwargs)
         raise TraceFailure("", f"unexpected node kind {node.op}")
 
+    def create_args_for_root(self, root_fn: Callable, is_module: bool, concrete_args: Any = None) -> tuple:
+        """fx's placeholders, except for a ``forward`` that takes ``**kwargs`` or is wrapped by a decorator (as
+        Hugging Face models' are), which fx cannot patch: there the tensor inputs become placeholders by name
+        and ``forward`` is called with keywords (the other inputs as constants)."""
+        inner = inspect.unwrap(root_fn)
+        varstuff = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
+        if not is_module or (inner is root_fn and not inner.__code__.co_flags & varstuff):
+            return super().create_args_for_root(root_fn, is_module, concrete_args)
+        names = [n for n, v in self.inputs.items() if isinstance(v, torch.Tensor)]
+        consts = {n: v for n, v in self.inputs.items() if not isinstance(v, torch.Tensor)}
+        proxies = [self.create_proxy("placeholder", n, (), {}) for n in names]
+
+        def call(root: nn.Module, *tensors: Any) -> Any:
+            return root_fn(root, **consts, **dict(zip(names, tensors, strict=True)))
+
+        return call, [self.root, *proxies]
+
     def to_bool(self, obj: fx.Proxy) -> bool:
         self.guards.append(Guard(obj.node, self.stack[-1]))
         return bool(self.values[obj.node])
@@ -196,7 +230,11 @@ def _wrap_factory(tracer: ConcreteTracer, fn: Callable) -> Callable:
 
 
 def bind_inputs(model: nn.Module, example_input: Any) -> dict[str, Any]:
-    """``{forward argument: value}`` for an example input: a tensor, a tuple of positional args, or a dict."""
+    """``{forward argument: value}`` for an example input: a tensor, a tuple of positional args, or a dict.
+
+    The model is then called as ``model(**inputs)``: entries of a ``**kwargs`` parameter are keywords of their
+    own, and a ``*args`` parameter takes no example values.
+    """
     sig = inspect.signature(model.forward)
     if isinstance(example_input, Mapping):
         bound = sig.bind(**example_input)
@@ -205,7 +243,19 @@ def bind_inputs(model: nn.Module, example_input: Any) -> dict[str, Any]:
     else:
         bound = sig.bind(example_input)
     bound.apply_defaults()
-    return dict(bound.arguments)
+    out: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = sig.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError(f"{type(model).__name__}.forward takes *{name}: pass the example input by name")
+        elif kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise TypeError(f"{type(model).__name__}.forward has positional-only arguments ({name})")
+        else:
+            out[name] = value
+    return out
 
 
 def trace(model: nn.Module, inputs: Mapping[str, Any], leaves: set[str], is_leaf: Callable) -> Trace:

@@ -14,7 +14,7 @@ from .costs import CostModel
 from .evaluate import RunEvaluator
 from .evolution import RegularizedEvolutionSampler
 from .keys import active_decisions, arch_key, canonical_json, count_distinct_archs
-from .objectives import Constraint, Objective, parse_constraints, parse_objectives
+from .objectives import Constraint, Objective, parse_constraints, parse_objectives, resolve_constraints
 from .pareto import pareto_front
 from .results import ParetoFile, SearchResult, collect_entries, load_front, write_outputs
 from .searcher import Searcher
@@ -47,6 +47,7 @@ __all__ = [
     "parse_constraints",
     "parse_objectives",
     "pareto_front",
+    "resolve_constraints",
     "search",
     "worker_identity",
     "write_outputs",

@@ -6,7 +6,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 # Metrics computed from the architecture alone (no data): checked before a subnet is evaluated.
@@ -34,8 +34,12 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     ">": operator.gt,
 }
-_CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*([kKmMgG]?)\s*$")
+_CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*([kKmMgGxX%]?)\s*$")
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+# Suffixes of a relative bound: a fraction of the largest arch's value ("params <= 50%", "flops <= 0.6x").
+_RELATIVE = {"%": 0.01, "x": 1.0}
+# Metrics a relative bound can refer to: those the cost model measures for the largest arch.
+RELATIVE_METRICS = CHEAP_METRICS
 
 
 @dataclass(frozen=True)
@@ -57,19 +61,61 @@ class Objective:
 
 @dataclass(frozen=True)
 class Constraint:
-    """A hard constraint ``metric op bound``, e.g. ``params <= 1e6``."""
+    """A hard constraint ``metric op bound``, e.g. ``params <= 1e6``, or relative to the space's largest arch.
+
+    A relative constraint (``params <= 50%``, ``flops <= 0.6x``) has ``fraction`` set: its bound is ``fraction``
+    times ``reference``, the metric of the space's largest arch (for a space made by `supernet.convert`: the
+    original model). Until the search sets the reference (`resolve`), ``bound`` holds the fraction itself and
+    the constraint cannot be checked.
+
+    Attributes:
+        metric / op / bound: the constraint (``bound`` absolute once resolved).
+        fraction: the relative bound as a fraction (0.5 for ``50%``), or None for an absolute constraint.
+        reference: the largest arch's value of ``metric`` that ``fraction`` refers to (None until resolved).
+    """
 
     metric: str
     op: str
     bound: float
+    fraction: float | None = None
+    reference: float | None = None
 
     @property
     def cheap(self) -> bool:
         """Whether it can be checked without evaluating the subnet on data."""
         return self.metric in CHEAP_METRICS
 
+    @property
+    def relative(self) -> bool:
+        """Whether the bound is a fraction of the largest arch's value."""
+        return self.fraction is not None
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the bound is known (absolute, or relative with its reference set)."""
+        return self.fraction is None or self.reference is not None
+
+    def resolve(self, reference: float) -> Constraint:
+        """This relative constraint with its reference value (the largest arch's metric) and absolute bound."""
+        if self.fraction is None:
+            return self
+        if not math.isfinite(reference) or reference <= 0:
+            raise ValueError(f"constraint '{self}': the reference {self.metric} must be a positive number, "
+                             f"got {reference!r}")
+        return replace(self, bound=self.fraction * float(reference), reference=float(reference))
+
     def violation(self, value: float) -> float:
-        """0 when satisfied, else a positive amount of violation (for NSGA-II's constrained domination)."""
+        """0 when satisfied, else a positive amount of violation (for NSGA-II's constrained domination).
+
+        Raises:
+            ValueError: a relative constraint whose reference is not known yet.
+        """
+        if not self.resolved:
+            raise ValueError(
+                f"constraint '{self}' is relative to the largest arch's {self.metric}, which is not known here: "
+                "relative constraints are resolved by a search (sn.search / supernet search); elsewhere give an "
+                "absolute bound"
+            )
         if _OPS[self.op](value, self.bound):
             return 0.0
         gap = abs(value - self.bound)
@@ -80,7 +126,15 @@ class Constraint:
         return self.violation(value) == 0.0
 
     def __str__(self) -> str:
+        if self.fraction is not None:
+            return f"{self.metric} {self.op} {self.fraction * 100:g}%"
         return f"{self.metric} {self.op} {self.bound:g}"
+
+    def describe(self) -> str:
+        """`str` with the absolute bound of a resolved relative constraint (``params <= 50% (= 61,234)``)."""
+        if self.fraction is not None and self.reference is not None:
+            return f"{self} (= {self.bound:,.6g})"
+        return str(self)
 
 
 def parse_objectives(objectives: str | Iterable[str] | Mapping[str, str]) -> list[Objective]:
@@ -126,16 +180,23 @@ def parse_objectives(objectives: str | Iterable[str] | Mapping[str, str]) -> lis
 def parse_constraints(constraints: str | Sequence[str] | Mapping[str, float] | None) -> list[Constraint]:
     """Constraints from ``"params <= 1e6"``, ``["params<=1M", "latency<=0.005"]`` or ``{"params": 1e6}`` (``<=``).
 
-    Numbers may end in k/M/G (thousands, millions, billions).
+    Numbers may end in k/M/G (thousands, millions, billions). A bound ending in ``%`` or ``x`` is relative to the
+    largest arch of the space searched (for a space made by `supernet.convert`: the original model):
+    ``params <= 50%``, ``flops <= 0.6x`` (``{"params": "50%"}`` in the mapping form); a search resolves it
+    (`Constraint.resolve`). Only params, FLOPs and latency take a relative bound.
 
     Raises:
-        ValueError: a constraint that is not ``metric op number`` with op one of <=, >=, <, >.
+        ValueError: a constraint that is not ``metric op number`` with op one of <=, >=, <, >, or a relative
+            bound on a metric that has no reference value (loss, accuracy, ...).
     """
     if constraints is None:
         return []
     if isinstance(constraints, Mapping):
         out = []
         for k, v in constraints.items():
+            if isinstance(v, str):
+                out += parse_constraints([f"{k} <= {v}"])
+                continue
             try:
                 out.append(Constraint(ALIASES.get(str(k), str(k)), "<=", float(v)))
             except (TypeError, ValueError):
@@ -152,14 +213,40 @@ def parse_constraints(constraints: str | Sequence[str] | Mapping[str, float] | N
                 "(e.g. 'params <= 1e6', 'latency < 0.005', 'accuracy >= 0.9')"
             )
         name, op, number, suffix = m.groups()
+        name = ALIASES.get(name, name)
+        suffix = suffix.lower()
         try:
-            bound = float(number.replace("_", "")) * _SUFFIX[suffix.lower()]
+            value = float(number.replace("_", ""))
         except ValueError:
             raise ValueError(f"constraint {text!r}: {number!r} is not a number") from None
+        if suffix in _RELATIVE:
+            if name not in RELATIVE_METRICS:
+                raise ValueError(
+                    f"constraint {text!r}: a relative bound ({number}{suffix}) is a fraction of the largest arch's "
+                    f"{' / '.join(RELATIVE_METRICS)}; {name} has no reference value: give an absolute bound"
+                )
+            fraction = value * _RELATIVE[suffix]
+            if not math.isfinite(fraction) or fraction < 0:
+                raise ValueError(f"constraint {text!r}: a relative bound must be a finite fraction >= 0")
+            out.append(Constraint(name, op, fraction, fraction=fraction))
+            continue
+        bound = value * _SUFFIX[suffix]
         if not math.isfinite(bound):
             raise ValueError(f"constraint {text!r}: the bound must be finite")
-        out.append(Constraint(ALIASES.get(name, name), op, bound))
+        out.append(Constraint(name, op, bound))
     return out
+
+
+def resolve_constraints(
+    constraints: Sequence[Constraint], reference: Callable[[list[str]], Mapping[str, float]]
+) -> list[Constraint]:
+    """``constraints`` with every unresolved relative one resolved against ``reference(metrics)``: the values of
+    those metrics for the space's largest arch (`Constraint.resolve`)."""
+    todo = sorted({c.metric for c in constraints if not c.resolved})
+    if not todo:
+        return list(constraints)
+    values = reference(todo)
+    return [c.resolve(float(values[c.metric])) if not c.resolved else c for c in constraints]
 
 
 def uses_interleaved(objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()) -> bool:

@@ -105,7 +105,7 @@ class SearchResult:
             "version": 1,
             "algorithm": self.algorithm,
             "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
-            "constraints": [str(c) for c in self.constraints],
+            "constraints": [c.describe() for c in self.constraints],
             "study_name": self.study_name,
             "storage": self.storage,
             "trials": self.trials,

@@ -42,6 +42,7 @@ from .objectives import (
     Objective,
     check_known_metrics,
     check_satisfiable,
+    resolve_constraints,
     uses_interleaved,
 )
 from .pareto import pareto_front
@@ -170,6 +171,12 @@ class Searcher:
         )
         if self.is_interleaved:
             self._check_interleaved()
+        if not all(c.resolved for c in s.constraints):  # "params <= 50%": a fraction of the largest arch's params
+            self.setup = self.make_setup()
+            self._resolve_constraints(self.setup)
+            s = self.settings
+            if s.workers > 1:
+                self.setup = None  # each worker makes its own (from the resolved settings)
         self.run_dir = run_dir_of(self.source)
         self.out_dir = s.out_path if s.out_path is not None or self.run_dir is None else self.run_dir / SEARCH_DIR
         self.storage_url = s.storage
@@ -180,7 +187,8 @@ class Searcher:
             raise ValueError("workers > 1 need a shared storage: pass storage='sqlite:///path/study.db' or a run dir")
         optuna.logging.set_verbosity(logging.WARNING)
         if s.workers == 1:
-            self.setup = self.make_setup()
+            if self.setup is None:
+                self.setup = self.make_setup()
             self.setup.check_feasible_exists()
             if self.is_interleaved:
                 self.train_task()  # a ValueError now, before any evaluation, when there is nothing to train on
@@ -265,6 +273,28 @@ class Searcher:
         """The cost model of this process's `SearchSetup` (None before `before_search`, or with workers)."""
         return self.setup.cost_model if self.setup is not None else None
 
+    def _resolve_constraints(self, setup: SearchSetup) -> None:
+        """Resolve relative constraints (``params <= 50%``) against the largest arch of the space searched (for
+        a space made by `supernet.convert`, the original model); the settings then hold the absolute bounds.
+
+        Raises:
+            ValueError: the reference cannot be measured (FLOPs or latency of a space searched without an
+                example input).
+        """
+        space = setup.space
+
+        def reference(metrics: list[str]) -> Mapping[str, float]:
+            try:
+                return setup.cost_model(space.max_arch(), metrics)
+            except ValueError as err:
+                raise ValueError(
+                    f"relative constraints need the largest arch's {', '.join(metrics)} as reference: {err}"
+                ) from None
+
+        resolved = resolve_constraints(self.settings.constraints, reference)
+        self.settings = SearchSettings.create(self.settings, constraints=resolved)
+        setup.constraints = list(resolved)
+
     def make_setup(self) -> SearchSetup:
         """The trial machinery of one process: the space, the evaluator, the cost model, the constraints."""
         s = self.settings
@@ -282,6 +312,8 @@ class Searcher:
             self._run_task = run_eval.task
             if example_input is None:
                 example_input = run_eval.task.example_input(1)
+        if example_input is None:  # a space made by `supernet.convert` keeps the model's example input
+            example_input = getattr(space, "example_input", None)
         setup = SearchSetup(
             space=space,
             evaluator=evaluator,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Mapping
@@ -143,17 +144,21 @@ class SearchSettings(SearchOptions):
 def _records(v: Any, kind: type) -> bool:
     """Whether ``v`` is a non-empty list of ``kind`` instances or of dicts of their fields."""
     fields = set(kind.__dataclass_fields__)  # type: ignore[attr-defined]
+    # fields with a default (a constraint's fraction/reference) may be missing from records written before them
+    required = {f.name for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING}
     return (
         isinstance(v, (list, tuple))
         and bool(v)
-        and all(isinstance(x, kind) or (isinstance(x, Mapping) and set(x) == fields) for x in v)
+        and all(isinstance(x, kind) or (isinstance(x, Mapping) and required <= set(x) <= fields) for x in v)
     )
 
 
 def _constraint(c: Mapping[str, Any]) -> Constraint:
     if c["op"] not in _OPS or isinstance(c["bound"], bool) or not isinstance(c["bound"], (int, float)):
         raise ValueError(f"expected a constraint {{metric, op, bound}} with op one of {', '.join(_OPS)}, got {c}")
-    return Constraint(str(c["metric"]), c["op"], float(c["bound"]))
+    fraction, reference = c.get("fraction"), c.get("reference")
+    return Constraint(str(c["metric"]), c["op"], float(c["bound"]),
+                      None if fraction is None else float(fraction), None if reference is None else float(reference))
 
 
 # ---------------------------------------------------------------- the old name of `algorithm`

@@ -1,0 +1,70 @@
+"""Benchmark scripts on tiny settings: they run end to end and write what their tables are made of.
+
+The figures themselves come from full runs (closing notes); these tests keep the scripts working.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+HAVE_CIFAR = (DATA / "images" / "cifar10-train.tar.gz").is_file()
+needs_cifar = pytest.mark.skipif(not HAVE_CIFAR, reason=f"needs the CIFAR-10 tarball under {DATA} (shared data)")
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_stage_gpt_compares_found_random_and_the_supernets_ranking(tmp_path: Path) -> None:
+    tsg = _load("two_stage_gpt")
+    cache = tmp_path / "standalone.json"
+    argv = ["--quick", "--supernet-steps", "3", "--standalone-steps", "2", "--trials", "4", "--randoms", "3",
+            "--out", str(tmp_path / "a"), "--standalone-cache", str(cache)]
+    first = tsg.main(argv)
+    assert len(first["standalone_losses"]) == len(first["supernet_losses"]) == 4  # found + 3 random
+    assert -1.0 <= first["supernet_tau"] <= 1.0 and first["train_ms_per_step"] > 0
+    assert json.loads((tmp_path / "a" / "two_stage_gpt.json").read_text())["supernet_tau"] == first["supernet_tau"]
+    stored = json.loads(cache.read_text())
+    assert sorted(stored.values()) == sorted(set(first["standalone_losses"]))
+    # another strategy with the same seed reuses the stand-alone results instead of training them again
+    cache.write_text(json.dumps({k: 123.0 for k in stored}))
+    second = tsg.main([*argv[:-4], "--out", str(tmp_path / "b"), "--standalone-cache", str(cache),
+                       "--strategy", "mos", "--strategy-options", '{"experts": 2}'])
+    assert set(second["standalone_losses"][1:]) == {123.0}
+    assert second["supernet_params"] > first["supernet_params"]  # the experts and the router
+
+
+@needs_cifar
+def test_darts_search_reports_a_genotype_and_its_evaluation_network(tmp_path: Path) -> None:
+    ds = _load("darts_search")
+    result = ds.main(["--data-dir", str(DATA), "--out", str(tmp_path), "--C", "2", "--layers", "3", "--subset", "20",
+                      "--steps", "2", "--batch", "8", "--no-progress"])
+    from supernet.spaces import from_genotype
+
+    assert from_genotype(result["genotype"]) and from_genotype(result["argmax_genotype"])
+    assert result["eval_params"] > 1_000_000 and 0.0 <= result["normal_parameter_free_share"] <= 1.0
+    assert json.loads((tmp_path / "darts_search.json").read_text())["genotype"] == result["genotype"]
+
+
+@needs_cifar
+def test_proxyless_mobilenet_measures_the_found_arch_against_the_target(tmp_path: Path) -> None:
+    pm = _load("proxyless_mobilenet")
+    result = pm.main(["--data-dir", str(DATA), "--out", str(tmp_path), "--size", "16", "--subset", "20",
+                      "--steps", "3", "--batch", "8", "--random", "1", "--standalone-steps", "2",
+                      "--table-samples", "2", "--table-repeats", "1", "--no-progress"])
+    assert result["found"]["measured_ms"] > 0 and result["target_ms"] > 0
+    assert result["rows"][0]["role"] == "found" and len(result["rows"]) <= 2
+    assert (tmp_path / "latency.json").is_file() and "| found |" in (tmp_path / "proxyless.md").read_text()
