@@ -48,7 +48,9 @@ def test_latency_table_fits_an_additive_latency_exactly_and_checks_it(monkeypatc
 
 def test_a_measured_table_predicts_real_latency_roughly() -> None:
     space = mlp_space(0).eval()
-    table = latency_table(space, torch.randn(1, 8), samples=6, holdout=3, warmup=1, repeats=3, progress=False)
+    # the CPU clock (one thread, as the test workers run) keeps other processes' load out of this small fit
+    table = latency_table(space, torch.randn(1, 8), samples=10, holdout=3, warmup=2, repeats=5, progress=False,
+                          clock="cpu")
     assert table.meta["holdout"]["archs"] == 3
     assert all(table.arch_cost(space.sample(seed=s)) > 0 for s in range(3))
 
@@ -184,3 +186,64 @@ def test_an_additive_table_without_gates_could_not_fit_the_planted_case(monkeypa
     monkeypatch.setattr(cost, "decision_gates", lambda space: {})
     table = latency_table(space, torch.zeros(1, 2), samples=8, holdout=0, progress=False)
     assert table.gates == {} and table.r2 < 0.99
+
+
+def _planted_product(space: sn.SuperModule):
+    """A per-layer 'latency' of kernel^2 x expand for every *active* block (a depthwise conv's cost), plus 1."""
+    from supernet.space.activity import active_decisions
+
+    def fake(module, example_input, device="cpu", warmup=5, repeats=30, clock="wall") -> float:
+        arch = space.arch
+        active = active_decisions(space, arch)
+        blocks = {n.rsplit(".", 1)[0] for n in active if n.endswith(".kernel")}
+        return 1.0 + sum(arch[f"{b}.kernel"] ** 2 * arch[f"{b}.expand"] for b in blocks)
+
+    return fake
+
+
+def test_pair_terms_fit_a_layer_cost_that_is_a_product_of_two_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_spaces import tiny_space
+
+    space = tiny_space("mobilenet")
+    monkeypatch.setattr(cost, "latency", _planted_product(space))
+    table = latency_table(space, torch.zeros(1, 3, 32, 32), samples=20, holdout=10, progress=False)
+    assert table.pairs and all("*" in k for k in table.pairs) and table.meta["interactions"].endswith("cells")
+    assert table.r2 == pytest.approx(1.0) and table.meta["holdout"]["max_rel_error"] < 1e-9
+    fresh = [space.sample(seed=100 + s) for s in range(20)]
+    truth = []
+    for arch in fresh:
+        space.set_arch(arch)
+        truth.append(_planted_product(space)(None, None))
+    assert [table.arch_cost(a) for a in fresh] == pytest.approx(truth, rel=1e-9)
+    again = CostTable.from_state(json.loads(json.dumps(table.state())))
+    assert again.pairs == table.pairs and again.arch_cost(fresh[0]) == pytest.approx(truth[0])
+    # without the pair terms the same costs cannot be fitted exactly
+    additive = CostTable.fit(space, lambda: _planted_product(space)(None, None), 40, 0, interactions=False)
+    assert not additive.pairs and additive.r2 < 0.999
+
+
+def test_the_expected_cost_with_pairs_is_the_exact_mean() -> None:
+    from tiny_spaces import tiny_space
+
+    space = tiny_space("mobilenet")
+    table = CostTable.fit(space, lambda: _planted_product(space)(None, None), 20, 0)
+    g = torch.Generator().manual_seed(1)
+    probs = {
+        n: torch.softmax(torch.randn(len(o), generator=g, dtype=torch.float64), 0) for n, o in space.choices.items()
+    }
+    mean, _ = table.moments(probs)
+    # Monte Carlo over independent draws: the mean within a few standard errors
+    rng = torch.Generator().manual_seed(2)
+    draws = []
+    for _ in range(4000):
+        arch = {n: o[int(torch.multinomial(probs[n], 1, generator=rng))] for n, o in space.choices.items()}
+        draws.append(table.arch_cost(arch))
+    d = torch.tensor(draws, dtype=torch.float64)
+    assert abs(float(mean) - float(d.mean())) < 4 * float(d.std()) / len(draws) ** 0.5
+
+
+def test_too_many_pair_cells_are_dropped_and_said() -> None:
+    from tiny_spaces import tiny_space
+
+    table = CostTable.fit(tiny_space("darts"), lambda: 1.0, 4, 0)
+    assert table.pairs == {} and table.meta["interactions"].startswith("dropped")

@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .files import FileModel, read_json, write_json
 from .space import SuperModule, contains_searchable, extract_module
-from .space.activity import decision_gates, gates_match, is_active
+from .space.activity import decision_gates, gates_match, interacting_decisions, is_active
 
 
 def active_network(module: nn.Module) -> nn.Module:
@@ -99,6 +99,19 @@ def latency(
 
 
 CLOCKS = ("wall", "cpu")
+# At most this many joint cells (options of a pair's first decision x its second, summed over pairs) are fitted:
+# each costs one measured arch (mobilenet: 16 pairs, 144 cells; gpt: 8 pairs, 60; darts' in/op pairs: thousands).
+MAX_PAIR_CELLS = 256
+# Joins the two decision names of a pair term's key ("stage1.block0.expand*stage1.block0.kernel").
+PAIR_SEPARATOR = "*"
+
+
+def pair_names(key: str) -> tuple[str, str]:
+    """The two decisions of a pair term's key."""
+    a, sep, b = key.partition(PAIR_SEPARATOR)
+    if not sep or not a or not b:
+        raise ValueError(f"cost table pair key {key!r} is not 'decision{PAIR_SEPARATOR}decision'")
+    return a, b
 
 
 def _timer(clock: str, device: str | torch.device) -> Callable[[], float]:
@@ -128,6 +141,7 @@ class CostTableFile(FileModel):
     options: dict[str, list[Any]]
     r2: float
     gates: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    pairs: dict[str, list[float]] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -135,7 +149,10 @@ class CostTable:
     """An additive cost model ``c(a) = c0 + sum_d [d active in a] T_d[a_d]`` over a space's decisions (those with
     2+ options), as a per-layer lookup table: a decision counts only where it is *active* (a block's kernel size
     only when the depth keeps the block; `supernet.space.activity`), so depth and the blocks' own choices do not
-    have to share one additive term.
+    have to share one additive term. ``pairs`` add a joint term ``T_{d,e}[a_d, a_e]`` for two decisions that one
+    layer reads together (a depthwise conv's kernel size and its expanded channel count: its cost is their product,
+    which no sum of separate terms can express; `interacting_decisions`), keyed ``"d*e"``, its table over the cross
+    product of their options (``d``'s option major); a pair counts where both decisions are active.
 
     Fitted by least squares to measured costs of sampled archs (`fit`): exact for additive costs (NB201 FLOPs),
     an approximation otherwise (``r2`` on the fitted archs says how good). ``options`` gives each decision's option
@@ -153,11 +170,27 @@ class CostTable:
         unit: str = "",
         meta: Mapping[str, Any] | None = None,
         gates: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+        pairs: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         self.bias, self.tables, self.r2, self.unit = bias, tables, r2, unit
-        self.options = {n: list(options[n]) for n in tables}
+        self.pairs = {k: list(v) for k, v in (pairs or {}).items()}
+        names = set(tables) | {n for k in self.pairs for n in pair_names(k)}
+        missing = sorted(names - set(options))
+        if missing:
+            raise ValueError(f"cost table: no options given for decisions {missing}")
+        self.options = {n: list(options[n]) for n in sorted(names)}
+        for key, t in self.pairs.items():
+            a, b = pair_names(key)
+            if len(t) != len(self.options[a]) * len(self.options[b]):
+                raise ValueError(f"cost table pair {key!r} has {len(t)} entries; expected "
+                                 f"{len(self.options[a])} x {len(self.options[b])}")
         self.meta = dict(meta or {})
-        self.gates = {n: {g: list(v) for g, v in gate.items()} for n, gate in (gates or {}).items() if n in tables}
+        self.gates = {n: {g: list(v) for g, v in gate.items()} for n, gate in (gates or {}).items() if n in names}
+
+    @property
+    def decisions(self) -> list[str]:
+        """Every decision the table reads (in single terms or in pairs)."""
+        return list(self.options)
 
     @classmethod
     def fit(
@@ -168,19 +201,31 @@ class CostTable:
         seed: int,
         unit: str = "",
         archs: Sequence[Mapping[str, Any]] | None = None,
+        interactions: bool = True,
     ) -> CostTable:
         """Fit to ``measure()`` of the active subnet for the largest and smallest archs, one random arch per
         decision and option with that option forced (so no option is only ever seen beside the same others), and
         ``samples`` more random archs (all seeded); or for ``archs`` when given. Decisions with one option are left
-        out (their cost is part of the bias). ``meta["design_rank"]`` below ``meta["free_parameters"]`` means the
+        out (their cost is part of the bias). With ``interactions``, pairs of decisions that one layer reads together
+        get a joint term, and one random arch per combination of each pair is measured too, unless the pairs have
+        more than `MAX_PAIR_CELLS` combinations in all (then none is used; ``meta["interactions"]`` says so).
+        ``meta["design_rank"]`` below ``meta["free_parameters"]`` means the
         archs did not determine every option's share."""
         decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
         gates = decision_gates(space)
+        pairs = interacting_decisions(space) if interactions else []
+        cells = sum(len(space.decisions[a].options) * len(space.decisions[b].options) for a, b in pairs)
+        note = f"{len(pairs)} pairs, {cells} cells" if pairs else "none"
+        if cells > MAX_PAIR_CELLS:
+            pairs, note = [], f"dropped: {cells} pair cells > {MAX_PAIR_CELLS}"
         if archs is None:
             rng = random.Random(seed)
             archs = [space.max_arch(), space.min_arch()]
             for name, c in decisions:
                 archs += [{**space.sample(rng=rng), name: o} for o in c.options]
+            for a, b in pairs:  # every combination of a pair seen at least once, beside random others
+                archs += [{**space.sample(rng=rng), a: oa, b: ob}
+                          for oa in space.decisions[a].options for ob in space.decisions[b].options]
             archs += [space.sample(rng=rng) for _ in range(samples)]
         previous = space.arch
         rows, costs = [], []
@@ -188,8 +233,13 @@ class CostTable:
             for arch in archs:
                 space.set_arch(arch)
                 costs.append(float(measure()))
-                rows.append([1.0] + [float(arch[n] == o and is_active(n, arch, gates)) for n, c in decisions
-                                     for o in c.options])
+                row = [1.0] + [float(arch[n] == o and is_active(n, arch, gates)) for n, c in decisions
+                               for o in c.options]
+                for a, b in pairs:
+                    on = is_active(a, arch, gates) and is_active(b, arch, gates)
+                    row += [float(on and arch[a] == oa and arch[b] == ob)
+                            for oa in space.decisions[a].options for ob in space.decisions[b].options]
+                rows.append(row)
         finally:
             space.set_arch(previous)
         x, y = torch.tensor(rows, dtype=torch.float64), torch.tensor(costs, dtype=torch.float64)
@@ -198,10 +248,17 @@ class CostTable:
         for name, c in decisions:
             tables[name] = coef[i : i + len(c.options)].tolist()
             i += len(c.options)
+        pair_tables = {}
+        for a, b in pairs:
+            n = len(space.decisions[a].options) * len(space.decisions[b].options)
+            pair_tables[f"{a}{PAIR_SEPARATOR}{b}"] = coef[i : i + n].tolist()
+            i += n
         meta = {"archs": len(archs), "design_rank": int(torch.linalg.matrix_rank(x)),
-                "free_parameters": 1 + sum(len(c.options) - 1 for _, c in decisions),
-                "gates_exact": gates_match(space, gates, list(archs))}
-        return cls(float(coef[0]), tables, _r2(y, x @ coef), {n: c.options for n, c in decisions}, unit, meta, gates)
+                "free_parameters": 1 + sum(len(c.options) - 1 for _, c in decisions)
+                + sum((len(space.decisions[a].options) - 1) * (len(space.decisions[b].options) - 1) for a, b in pairs),
+                "gates_exact": gates_match(space, gates, list(archs)), "interactions": note}
+        return cls(float(coef[0]), tables, _r2(y, x @ coef), {n: c.options for n, c in decisions}, unit, meta, gates,
+                   pair_tables)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], options: Mapping[str, Sequence[Any]] | None = None) -> CostTable:
@@ -212,55 +269,82 @@ class CostTable:
         if set(state["tables"]) != set(opts):
             raise ValueError(f"cost table decisions {sorted(state['tables'])} differ from {sorted(opts)}")
         return cls(float(state["bias"]), {k: list(v) for k, v in state["tables"].items()}, float(state["r2"]),
-                   opts, str(state.get("unit", "")), state.get("meta"), state.get("gates"))
+                   opts, str(state.get("unit", "")), state.get("meta"), state.get("gates"), state.get("pairs"))
 
     def moments(self, probs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of the cost of archs drawn with independent per-decision option ``probs`` (one row
         per distribution, columns in option order); differentiable in ``probs``.
 
         A gated decision's term is ``B_d * T_d[a_d]`` with ``B_d`` its activity (probability
-        ``q_d = prod_g P(a_g in allowed_g)``): its mean ``q_d E[T_d]`` is exact; the variance adds each term's
-        own variance ``q_d E[T_d^2] - (q_d E[T_d])^2`` and leaves out the covariance of terms sharing a gate.
+        ``q_d = prod_g P(a_g in allowed_g)``): its mean ``q_d E[T_d]`` is exact (a pair's too, with the two
+        decisions' gates merged: a gate they share counts once); the
+        variance adds each term's own variance ``q_d E[T_d^2] - (q_d E[T_d])^2`` and leaves out the covariance of
+        terms sharing a decision or a gate.
         """
         mean: Any = self.bias
         var: Any = 0.0
-        for name, p in probs.items():
+        for name in self.tables:
+            if name not in probs:
+                raise KeyError(f"cost table: probs lack decision {name!r}")
+            p = probs[name]
             t = torch.tensor(self.tables[name], dtype=p.dtype, device=p.device)
             q = self._activity(name, probs, p)
             m = q * (p @ t)
             mean = mean + m
             var = var + q * (p @ t.square()) - m.square()
+        for key, values in self.pairs.items():
+            a, b = pair_names(key)
+            p = (probs[a].unsqueeze(-1) * probs[b].unsqueeze(-2)).flatten(-2)  # independent: the outer product
+            t = torch.tensor(values, dtype=p.dtype, device=p.device)
+            q = self._activity((a, b), probs, p)
+            m = q * (p @ t)
+            mean = mean + m
+            var = var + q * (p @ t.square()) - m.square()
         return mean, var
 
-    def _activity(self, name: str, probs: Mapping[str, torch.Tensor], like: torch.Tensor) -> Any:
-        """Probability that decision ``name`` is active under independent per-decision ``probs``."""
+    def _activity(self, names: str | tuple[str, ...], probs: Mapping[str, torch.Tensor], like: torch.Tensor) -> Any:
+        """Probability that every decision of ``names`` is active under independent per-decision ``probs``: the
+        gates of all of them merged (a gate shared by both decisions of a pair counts once)."""
+        merged: dict[str, set[Any]] = {}
+        for name in (names,) if isinstance(names, str) else names:
+            for gate, allowed in self.gates.get(name, {}).items():
+                merged[gate] = merged[gate] & set(map(repr, allowed)) if gate in merged else set(map(repr, allowed))
         q: Any = 1.0
-        for gate, allowed in self.gates.get(name, {}).items():
+        for gate, allowed in merged.items():
             if gate not in probs:
-                raise KeyError(f"cost table: decision {name!r} is gated by {gate!r}, which probs lack")
-            mask = torch.tensor([float(o in allowed) for o in self.options[gate]], dtype=like.dtype, device=like.device)
+                raise KeyError(f"cost table: decisions {names!r} are gated by {gate!r}, which probs lack")
+            mask = torch.tensor([float(repr(o) in allowed) for o in self.options[gate]], dtype=like.dtype,
+                                device=like.device)
             q = q * (probs[gate] @ mask)
         return q
 
     def arch_cost(self, arch: Mapping[str, Any]) -> float:
-        """The predicted cost of ``arch`` (its active decisions' entries plus the bias)."""
-        return self.bias + sum(
+        """The predicted cost of ``arch`` (its active decisions' and pairs' entries plus the bias)."""
+        total = self.bias + sum(
             self.tables[n][_option_index(self.options[n], arch[n], n)]
             for n in self.tables
             if is_active(n, arch, self.gates)
         )
+        for key, t in self.pairs.items():
+            a, b = pair_names(key)
+            if is_active(a, arch, self.gates) and is_active(b, arch, self.gates):
+                ia, ib = _option_index(self.options[a], arch[a], a), _option_index(self.options[b], arch[b], b)
+                total += t[ia * len(self.options[b]) + ib]
+        return total
 
     def extremes(self) -> tuple[float, float]:
         """Bounds of the predicted cost over all archs (exact without gates; with gates, a gated decision's entries
         are bounded together with 0, its cost while inactive)."""
-        low = [min(t) if n not in self.gates else min(0.0, *t) for n, t in self.tables.items()]
-        high = [max(t) if n not in self.gates else max(0.0, *t) for n, t in self.tables.items()]
+        terms = [(t, n in self.gates) for n, t in self.tables.items()]
+        terms += [(t, any(n in self.gates for n in pair_names(k))) for k, t in self.pairs.items()]
+        low = [min(0.0, *t) if gated else min(t) for t, gated in terms]
+        high = [max(0.0, *t) if gated else max(t) for t, gated in terms]
         return self.bias + sum(low), self.bias + sum(high)
 
     def state(self) -> dict[str, Any]:
         """JSON-able state (`from_state` reads it back)."""
         return {"bias": self.bias, "tables": self.tables, "r2": self.r2, "options": self.options, "unit": self.unit,
-                "gates": self.gates, "meta": self.meta}
+                "gates": self.gates, "pairs": self.pairs, "meta": self.meta}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the table as JSON, atomically."""

@@ -99,7 +99,7 @@ class ProxylessNAS(GradientStrategy):
         o = self.options
         self.table = CostTable.load(o.latency_table) if o.latency_table else None
         if self.table is not None:
-            missing = sorted(set(self.table.tables) - set(self.alphas.alpha))
+            missing = sorted(set(self.table.decisions) - set(self.alphas.alpha))
             if missing:
                 raise ValueError(f"proxyless: the latency table's decisions {missing} are not decisions of this space")
             low, high = self.table.extremes()
@@ -110,7 +110,7 @@ class ProxylessNAS(GradientStrategy):
     def expected_latency(self) -> torch.Tensor:
         """``E[latency]`` under ``softmax(alpha)`` (differentiable in alpha)."""
         assert self.table is not None
-        probs = {n: torch.softmax(self.alphas.alpha[n].double(), dim=-1) for n in self.table.tables}
+        probs = {n: torch.softmax(self.alphas.alpha[n].double(), dim=-1) for n in self.table.decisions}
         mean, _ = self.table.moments(probs)
         return mean if torch.is_tensor(mean) else torch.tensor(mean, dtype=torch.float64)
 

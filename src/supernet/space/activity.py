@@ -110,3 +110,21 @@ def gates_match(
         if {n for n in space.choices if is_active(n, arch, gates)} != active:
             return False
     return True
+
+
+def interacting_decisions(space: SuperModule) -> list[tuple[str, str]]:
+    """Pairs of decisions (with 2+ options) that one module reads together, e.g. a depthwise conv's kernel size and
+    the expand ratio its channel count is derived from: the cost of such a layer depends on both jointly. Sorted,
+    each pair once, in the order the decisions appear in ``space.choices``."""
+    order = {n: i for i, n in enumerate(space.choices)}
+    pairs: set[tuple[str, str]] = set()
+    for module in space.net.modules():
+        if not isinstance(module, Searchable):
+            continue
+        names: set[str] = set()
+        for value in module.search_values().values():
+            if isinstance(value, Value):
+                names.update(c.name for c in value.leaves() if c.name is not None and len(c.options) > 1)
+        ranked = sorted(names, key=lambda n: order.get(n, len(order)))
+        pairs.update((a, b) for i, a in enumerate(ranked) for b in ranked[i + 1:])
+    return sorted(pairs, key=lambda p: (order.get(p[0], 0), order.get(p[1], 0)))
