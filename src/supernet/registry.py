@@ -14,6 +14,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -150,6 +151,21 @@ class Registry(Generic[T]):
         return f"Registry({self.family!r}: {', '.join(self._entries)})"
 
 
+@contextmanager
+def cwd_on_path() -> Iterator[None]:
+    """Let ``module`` / ``module:function`` names find modules in the working directory (the console script's
+    ``sys.path`` does not hold it), without leaving it on ``sys.path``."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def load_plugins(modules: str | Iterable[str] | None, where: str = "plugins") -> list[str]:
     """Import modules that register methods of their own (a config's ``plugins:``, ``SUPERNET_PLUGINS``).
 
@@ -176,17 +192,11 @@ def load_plugins(modules: str | Iterable[str] | None, where: str = "plugins") ->
             continue
         if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
             raise ValueError(f"{where}: {name!r} is not a module name (expected e.g. mypkg.methods)")
-        cwd = os.getcwd()
-        added = cwd not in sys.path and "" not in sys.path
-        if added:
-            sys.path.append(cwd)
         try:
-            importlib.import_module(name)
+            with cwd_on_path():
+                importlib.import_module(name)
         except Exception as err:
             raise ValueError(f"{where}: importing plug-in module {name!r} failed: {type(err).__name__}: {err}") from err
-        finally:
-            if added and cwd in sys.path:
-                sys.path.remove(cwd)
         out.append(name)
     return out
 

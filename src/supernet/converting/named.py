@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import re
-import sys
 import typing
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
+
+from ..registry import cwd_on_path
 
 SPEC_NAME = "supernet.converting:converted"
 """The space name a converted model's spec records (`converted`, as ``module:function``)."""
@@ -35,19 +34,6 @@ _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 class ModelFactoryError(ValueError):
     """A ``module:function`` model name that cannot be used (not importable, not declared, bad return value)."""
-
-
-@contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.append(cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
 
 
 def _declares_model(fn: Callable[..., Any]) -> bool:
@@ -86,7 +72,7 @@ def model_factory(name: str) -> Callable[..., Any]:
             "(model, example_input)"
         )
     try:
-        with _cwd_on_path():
+        with cwd_on_path():
             obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):

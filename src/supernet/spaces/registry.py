@@ -21,17 +21,14 @@ import functools
 import importlib
 import inspect
 import json
-import os
 import re
-import sys
 import typing
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from ..registry import Registry, UnknownNameError
+from ..registry import Registry, UnknownNameError, cwd_on_path
 from ..space import SuperModule
 from ..space.mixture import mixture
 from ..space.partition import partition
@@ -159,24 +156,9 @@ def _json_ok(value: Any) -> bool:
 # --- names --------------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    """Let ``module:function`` names find modules in the working directory (the console script's sys.path
-    does not hold it), without leaving it on ``sys.path``."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.append(cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
-
-
 def _import(name: str, module_name: str) -> Any:
     try:
-        with _cwd_on_path():
+        with cwd_on_path():
             return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         missing = err.name or ""
