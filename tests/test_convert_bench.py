@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "convert_pretrained.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("convert_pretrained_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark
 
 
 def test_tiny_run_prints_the_comparison_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = _load()
+    bench = load_benchmark("convert_pretrained")
     rows = bench.main(["--tiny", "--no-progress", "--out", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert "width groups" in out and "inherited" in out and "from scratch" in out

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from supernet.bench.metrics import kendall_tau
 from supernet.bench.tables import load_nb201
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "proxies_nb201.py"
 DATA = ROOT.parent / "shared" / "data"
 TABLE = DATA / "benchmarks" / "nb201"
 HAVE_DATA = (TABLE / "nasbench201_cifar10.json").is_file() and (DATA / "images" / "cifar10-train.tar.gz").is_file()
@@ -26,16 +23,7 @@ needs_data = pytest.mark.skipif(
 )
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("proxies_nb201", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pb = _load()
+pb = load_benchmark("proxies_nb201")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from supernet.bench.metrics import kendall_tau
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ranking_analysis.py"
-spec = importlib.util.spec_from_file_location("ranking_analysis", SCRIPT)
-ra = importlib.util.module_from_spec(spec)
-sys.modules["ranking_analysis"] = ra
-spec.loader.exec_module(ra)
+ra = load_benchmark("ranking_analysis")
 
 
 def _report(seed: int, n: int = 60) -> dict:

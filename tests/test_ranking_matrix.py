@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from torch import nn
 
 import supernet as sn
+from benchmark_scripts import load_benchmark
 from supernet.training import STRATEGIES, Strategy
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ranking_matrix.py"
 NB201 = sn.spaces.nb201(C=4, N=1)  # 6 edges x 5 ops
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ranking_matrix", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-rm = _load()
+rm = load_benchmark("ranking_matrix")
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -164,6 +165,33 @@ def cwd_on_path() -> Iterator[None]:
     finally:
         if added and cwd in sys.path:
             sys.path.remove(cwd)
+
+
+def one_line(err: BaseException, limit: int = 400) -> str:
+    """An exception's message on one line, shortened to ``limit`` characters (its type name if it has none)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def import_named_module(module_name: str, fail: Callable[[str], Exception]) -> ModuleType:
+    """Import the module of a ``module:function`` name a user gave (the working directory is searched too).
+
+    Any failure raises ``fail(message)``, the message saying what went wrong: the module does not exist (with the
+    fix), or importing it raised (its error on one line).
+    """
+    try:
+        with cwd_on_path():
+            return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise fail(
+                f"cannot import module {module_name!r} (no module named {missing!r}); put its directory on "
+                "PYTHONPATH or run from the directory that holds it"
+            ) from None
+        raise fail(f"importing module {module_name!r} failed: {one_line(err)}") from err
+    except Exception as err:
+        raise fail(f"importing module {module_name!r} failed: {type(err).__name__}: {one_line(err)}") from err
 
 
 def load_plugins(modules: str | Iterable[str] | None, where: str = "plugins") -> list[str]:

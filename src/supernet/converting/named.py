@@ -15,7 +15,6 @@ a ``run.json`` handed in by someone else cannot name an arbitrary function (``os
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 import typing
@@ -24,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from ..registry import cwd_on_path
+from ..registry import import_named_module
 
 SPEC_NAME = "supernet.converting:converted"
 """The space name a converted model's spec records (`converted`, as ``module:function``)."""
@@ -71,20 +70,7 @@ def model_factory(name: str) -> Callable[..., Any]:
             f"model {name!r}: expected 'module:function', a function in an importable module that returns "
             "(model, example_input)"
         )
-    try:
-        with cwd_on_path():
-            obj: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
-            raise ModelFactoryError(
-                f"model {name!r}: cannot import module {module_name!r}; put its directory on PYTHONPATH or run "
-                "from the directory that holds it"
-            ) from None
-        raise ModelFactoryError(f"model {name!r}: importing {module_name!r} failed: {err}") from err
-    except Exception as err:
-        raise ModelFactoryError(
-            f"model {name!r}: importing {module_name!r} failed: {type(err).__name__}: {err}"
-        ) from err
+    obj: Any = import_named_module(module_name, lambda message: ModelFactoryError(f"model {name!r}: {message}"))
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ModelFactoryError(f"model {name!r}: {module_name!r} has no attribute {attr!r}")

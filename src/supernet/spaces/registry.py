@@ -18,7 +18,6 @@ it, and reports any failure as a `SpaceError` naming the space (and the keyword,
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import json
 import re
@@ -28,7 +27,7 @@ from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from ..registry import Registry, UnknownNameError, cwd_on_path
+from ..registry import Registry, UnknownNameError, import_named_module, one_line
 from ..space import SuperModule
 from ..space.mixture import mixture
 from ..space.partition import partition
@@ -97,7 +96,7 @@ def _call(name: str, factory: Callable[..., Any], bound: inspect.BoundArguments)
     except SpaceError:
         raise
     except Exception as err:
-        problem = _one_line(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {_one_line(err)}"
+        problem = one_line(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {one_line(err)}"
         raise SpaceError(
             f"space {name!r} could not be built from ({_show(bound.arguments)}): {problem}"
         ) from err
@@ -107,11 +106,6 @@ def _call(name: str, factory: Callable[..., Any], bound: inspect.BoundArguments)
             "(wrap the network: return sn.SuperModule(net))"
         )
     return space
-
-
-def _one_line(err: BaseException, limit: int = 400) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _show(kwargs: Mapping[str, Any], limit: int = 800) -> str:
@@ -157,21 +151,7 @@ def _json_ok(value: Any) -> bool:
 
 
 def _import(name: str, module_name: str) -> Any:
-    try:
-        with cwd_on_path():
-            return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        missing = err.name or ""
-        if missing and (module_name == missing or module_name.startswith(missing + ".")):
-            raise SpaceError(
-                f"space {name!r}: cannot import module {module_name!r} (no module named {missing!r}); put its "
-                "directory on PYTHONPATH or run from the directory that holds it"
-            ) from None
-        raise SpaceError(f"space {name!r}: importing module {module_name!r} failed: {_one_line(err)}") from err
-    except Exception as err:
-        raise SpaceError(
-            f"space {name!r}: importing module {module_name!r} failed: {type(err).__name__}: {_one_line(err)}"
-        ) from err
+    return import_named_module(module_name, lambda message: SpaceError(f"space {name!r}: {message}"))
 
 
 def _returns_space(fn: Any) -> bool:
