@@ -5,13 +5,12 @@ The figures themselves come from full runs (closing notes); these tests keep the
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -19,17 +18,8 @@ HAVE_CIFAR = (DATA / "images" / "cifar10-train.tar.gz").is_file()
 needs_cifar = pytest.mark.skipif(not HAVE_CIFAR, reason=f"needs the CIFAR-10 tarball under {DATA} (shared data)")
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_two_stage_gpt_compares_found_random_and_the_supernets_ranking(tmp_path: Path) -> None:
-    tsg = _load("two_stage_gpt")
+    tsg = load_benchmark("two_stage_gpt")
     cache = tmp_path / "standalone.json"
     argv = ["--quick", "--supernet-steps", "3", "--standalone-steps", "2", "--trials", "4", "--randoms", "3",
             "--out", str(tmp_path / "a"), "--standalone-cache", str(cache)]
@@ -49,7 +39,7 @@ def test_two_stage_gpt_compares_found_random_and_the_supernets_ranking(tmp_path:
 
 @needs_cifar
 def test_darts_search_reports_a_genotype_and_its_evaluation_network(tmp_path: Path) -> None:
-    ds = _load("darts_search")
+    ds = load_benchmark("darts_search")
     result = ds.main(["--data-dir", str(DATA), "--out", str(tmp_path), "--C", "2", "--layers", "3", "--subset", "20",
                       "--steps", "2", "--batch", "8", "--no-progress"])
     from supernet.spaces import from_genotype
@@ -61,10 +51,27 @@ def test_darts_search_reports_a_genotype_and_its_evaluation_network(tmp_path: Pa
 
 @needs_cifar
 def test_proxyless_mobilenet_measures_the_found_arch_against_the_target(tmp_path: Path) -> None:
-    pm = _load("proxyless_mobilenet")
+    pm = load_benchmark("proxyless_mobilenet")
     result = pm.main(["--data-dir", str(DATA), "--out", str(tmp_path), "--size", "16", "--subset", "20",
                       "--steps", "3", "--batch", "8", "--random", "1", "--standalone-steps", "2",
                       "--table-samples", "2", "--table-repeats", "1", "--max-tries", "30", "--no-progress"])
     assert result["found"]["measured_ms"] > 0 and result["target_ms"] > 0
     assert result["rows"][0]["role"] == "found" and len(result["rows"]) <= 2
     assert (tmp_path / "latency.json").is_file() and "| found |" in (tmp_path / "proxyless.md").read_text()
+
+
+def test_demo_presets_runs_the_demo_with_overrides_and_refuses_unknown_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from supernet.demo import DemoPreset
+
+    dp = load_benchmark("demo_presets")
+    tiny = {**dataclasses.asdict(DemoPreset.tiny()), "strategy": "sandwich", "finetune_steps": 0}
+    result = dp.main([str(tmp_path / "run"), json.dumps(tiny)])
+    assert list(result["members"]) == ["smallest", "found", "largest"] and result["finetune"] is None
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["strategy"]["name"] == "sandwich"
+    with pytest.raises(SystemExit):
+        dp.main([str(tmp_path / "other"), '{"stepz": 3}'])
+    assert "unknown DemoPreset fields ['stepz']" in capsys.readouterr().err
