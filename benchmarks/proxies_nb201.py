@@ -58,11 +58,12 @@ written atomically to ``OUT/report.md`` and ``OUT/report.json``.
 Cost (measured with one thread on a 2-core machine busy with other jobs, C=16, N=5, 32x32, seconds per arch and
 seed; 4 archs, vkdnw 2): snip 1.0, plain 0.9, grad_norm 0.9, grasp 3.7, fisher 1.1, synflow 0.2, gradsign 2.3,
 nwot 0.9, jacov 0.8, zen 1.4, l2_norm 0.1, params 0.1, flops 0.5, zico 2.2, meco 0.1, swap 1.9, az_expressivity
-0.6, az_progressivity 0.6, az_trainability 1.2: about 21 s per arch for all of them; vkdnw alone 80-160 s (128
-forward-mode Jacobian columns at batch 64; reverse mode measured 350 s). The supernet signal: 1.7 s per arch.
-With 1,000 + 100 archs and one seed: about 6.5 h without vkdnw, plus 25-50 h for vkdnw, plus 30 min of supernet
-evaluation, plus about 30 min of bootstrap for the report (``--resamples 200`` for a quicker look). Run the cheap
-proxies first, then vkdnw (it resumes), or vkdnw on a GPU.
+0.6, az_progressivity 0.6, az_trainability 1.2: about 21 s per arch for all of them; vkdnw alone 15 s (its
+Jacobian by reverse mode vmapped over the samples, the `auto` choice at batch 64; forward mode took 65 s on the same
+arch side by side, the per-logit reverse loop 350 s). The supernet signal: 1.7 s per arch. With 1,000 + 100 archs
+and one seed: about 6.5 h without vkdnw, plus about 4.5 h for vkdnw, plus 30 min of supernet evaluation, plus about
+30 min of bootstrap for the report (``--resamples 200`` for a quicker look). Run the cheap proxies first, then
+vkdnw (it resumes), or vkdnw on a GPU.
 
     # the full run, cheap proxies first (1,000 + 100 archs, supernet hybrids), then vkdnw
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxies_nb201.py --data-dir ../shared/data \\
@@ -136,9 +137,10 @@ TABLE_NOISE = ("nwot", "az_expressivity", "az_progressivity", "az_trainability",
 """Proxies that the VKDNW table computed on Gaussian-noise inputs (``--inputs table`` does the same)."""
 
 NO_GRAD: dict[str, str] = {
-    "vkdnw": "its forward-mode Jacobian (the `auto` choice at batch 64) builds and keeps an autograd graph per weight "
-             "column when grad mode is on: about 1.3 GB per image of the batch at C=16, N=5 (10.4 GB at batch 8, so "
-             "an out-of-memory kill at 64); under torch.no_grad() memory stays flat and the value is identical",
+    "vkdnw": "its forward-mode Jacobian (its fallback where a network cannot be vmapped) builds and keeps an "
+             "autograd graph per weight column when grad mode is on: about 1.3 GB per image of the batch at C=16, "
+             "N=5 (10.4 GB at batch 8, so an out-of-memory kill at 64); under torch.no_grad() memory stays flat and "
+             "the value is identical (the vmapped reverse mode is a function transform: no_grad does not reach it)",
 }
 """Proxies scored under ``torch.no_grad()`` (same value, bounded memory), with the reason."""
 

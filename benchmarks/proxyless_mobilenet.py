@@ -3,8 +3,8 @@ than random archs of the same latency?
 
 Steps (every size is an argument and printed with the results):
 
-1. a latency lookup table of the space on this CPU (`supernet.cost.latency_table`, batch 1, one thread, CPU clock
-   by default so a busy machine does not distort it), with its holdout check;
+1. a latency lookup table of the space on this CPU (`supernet.cost.latency_table`, batch ``--latency-batch``, one
+   thread, CPU clock by default so a busy machine does not distort it, non-negative fit), with its holdout check;
 2. ``sn.train(..., "proxyless")`` on a CIFAR-10 subset with the latency loss
    ``latency_weight * E[latency] / target``, the target a fraction of the way from the fastest to the slowest arch
    the table predicts (``--target-fraction``);
@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-tries", type=int, default=2000, help="random archs timed to find those (default 2000)")
     p.add_argument("--standalone-steps", type=int, default=600)
     p.add_argument("--table-samples", type=int, default=48)
+    p.add_argument("--latency-batch", type=int, default=8,
+                   help="images per timed run (default 8: at batch 1 a subnet's time is mostly per-op overhead and "
+                        "two timings of one arch agree poorly, see benchmarks/latency_table.py)")
     p.add_argument("--table-repeats", type=int, default=15, help="timed runs per arch, the median is kept")
     p.add_argument("--clock", choices=("wall", "cpu"), default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     space_kwargs = {"image_size": args.size}
     torch.manual_seed(args.seed)
     space = sn.spaces.mobilenet(**space_kwargs)
-    x1 = torch.randn(1, 3, args.size, args.size)
+    x1 = torch.randn(args.latency_batch, 3, args.size, args.size)
 
     t0 = time.perf_counter()
     table_path = args.out / "latency.json"
@@ -140,7 +143,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "setting": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "table": {"holdout": table.meta.get("holdout"), "fastest_ms": 1e3 * fastest, "slowest_ms": 1e3 * slowest,
-                  "build_s": table_s, "gates_exact": table.meta.get("gates_exact")},
+                  "build_s": table_s, "gates_exact": table.meta.get("gates_exact"),
+                  "fit": table.meta.get("fit", "lstsq"),
+                  "min_entry_ms": 1e3 * min(min(t) for t in [*table.tables.values(), *table.pairs.values()])},
         "target_ms": 1e3 * target,
         "found": {"arch": found, "predicted_ms": 1e3 * found_pred, "measured_ms": 1e3 * found_meas,
                   "measured_over_target": found_meas / target},
@@ -155,7 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     files.write_json(args.out / "proxyless.json", result)
     lines = [
         f"latency target {1e3 * target:.2f} ms (table range {1e3 * fastest:.2f}-{1e3 * slowest:.2f} ms, "
-        f"{args.clock} clock); found arch: predicted {1e3 * found_pred:.2f} ms, measured {1e3 * found_meas:.2f} ms "
+        f"{args.clock} clock, batch {args.latency_batch}, {table.meta.get('fit', 'lstsq')} fit); found arch: "
+        f"predicted {1e3 * found_pred:.2f} ms, measured {1e3 * found_meas:.2f} ms "
         f"({100 * found_meas / target:.0f} % of the target); proxyless training {train_s:.0f} s",
         "",
         f"| arch | measured ms | predicted ms | val acc % ({args.standalone_steps} stand-alone steps) | params |",

@@ -247,3 +247,27 @@ def test_too_many_pair_cells_are_dropped_and_said() -> None:
 
     table = CostTable.fit(tiny_space("darts"), lambda: 1.0, 4, 0)
     assert table.pairs == {} and table.meta["interactions"].startswith("dropped")
+
+
+def test_the_default_fit_keeps_every_entry_non_negative_where_least_squares_would_not() -> None:
+    """A cost that *drops* when block 0 runs op "a" (any real layer can be cheaper than its alternatives): plain
+    least squares spreads it as a negative entry, which a search minimising expected cost would read as "this op is
+    cheaper than nothing"; the non-negative fit puts the same costs into non-negative entries, as exactly."""
+    space = _gated_space()
+
+    def measure() -> float:
+        arch = space.arch
+        return 2.0 + sum(OP_COST[arch[f"op{b}"]] for b in range(arch["depth"])) - 0.5 * (arch["op0"] == "a")
+
+    free = CostTable.fit(space, measure, 12, 0, nonnegative=False)
+    table = CostTable.fit(space, measure, 12, 0)
+    assert free.meta["fit"] == "lstsq" and table.meta["fit"] == "nnls"
+    assert min(min(t) for t in free.tables.values()) < 0
+    assert min(min(t) for t in table.tables.values()) >= 0 and table.bias >= 0
+    archs = [{"depth": d, "op0": x, "op1": y, "op2": z} for d in (1, 2, 3) for x in "abc" for y in "abc" for z in "abc"]
+    truth = []
+    for a in archs:
+        space.set_arch(a)
+        truth.append(measure())
+    assert [table.arch_cost(a) for a in archs] == pytest.approx(truth, abs=1e-9)
+    assert [free.arch_cost(a) for a in archs] == pytest.approx(truth, abs=1e-9)

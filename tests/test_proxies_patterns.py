@@ -237,6 +237,36 @@ def test_vkdnw_falls_back_to_reverse_mode():
         PP.vkdnw(net, vkdnw_batch(), per_tensor=2, jacobian="forward")
 
 
+def test_vkdnw_reverse_mode_is_vmapped_per_sample(monkeypatch: pytest.MonkeyPatch):
+    expected = PP.vkdnw(vkdnw_net(), vkdnw_batch(), per_tensor=2)
+
+    def loop_not_used(*args, **kwargs):
+        raise AssertionError("the per-logit loop ran")
+
+    monkeypatch.setattr(PP, "_jacobian_reverse", loop_not_used)
+    assert PP.vkdnw(vkdnw_net(), vkdnw_batch(), per_tensor=2, jacobian="reverse") == pytest.approx(expected, rel=1e-9)
+    with torch.no_grad():  # a function transform: the caller's no_grad does not reach inside it
+        assert PP.vkdnw(vkdnw_net(), vkdnw_batch(), per_tensor=2, jacobian="reverse") == pytest.approx(
+            expected, rel=1e-9
+        )
+
+
+class _CentreBatch(nn.Module):
+    """Couples the samples of a batch (as a batch-statistics norm does): a sample alone is not the same sample."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(0, keepdim=True)
+
+
+def test_vkdnw_reverse_mode_does_not_vmap_a_network_that_couples_its_samples():
+    net = nn.Sequential(_CentreBatch(), *vkdnw_net())
+    forward = PP.vkdnw_fisher(net, vkdnw_batch(), per_tensor=2, jacobian="forward")
+    assert PP._jacobian_per_sample(net, torch.tensor(VX), PP._selected_weights(net, 128, 2, False, 0),
+                                   net(torch.tensor(VX))) is None
+    np.testing.assert_allclose(PP.vkdnw_fisher(net, vkdnw_batch(), per_tensor=2, jacobian="reverse").numpy(),
+                               forward.numpy(), rtol=1e-9, atol=1e-14)
+
+
 def test_vkdnw_not_applicable():
     with pytest.raises(P.ProxyNotApplicableError, match="parameters"):
         PP.vkdnw(nn.Identity(), vkdnw_batch())

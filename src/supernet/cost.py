@@ -202,6 +202,7 @@ class CostTable:
         unit: str = "",
         archs: Sequence[Mapping[str, Any]] | None = None,
         interactions: bool = True,
+        nonnegative: bool = True,
     ) -> CostTable:
         """Fit to ``measure()`` of the active subnet for the largest and smallest archs, one random arch per
         decision and option with that option forced (so no option is only ever seen beside the same others), and
@@ -209,6 +210,10 @@ class CostTable:
         out (their cost is part of the bias). With ``interactions``, pairs of decisions that one layer reads together
         get a joint term, and one random arch per combination of each pair is measured too, unless the pairs have
         more than `MAX_PAIR_CELLS` combinations in all (then none is used; ``meta["interactions"]`` says so).
+        ``nonnegative`` (the default) fits by non-negative least squares: every entry and the bias is a cost of its
+        own, never below zero. Without it (plain least squares), the fit is free to give an option a negative share
+        where measurements are noisy or options collinear (a block's options against the depth that keeps it), which
+        a search minimising the expected cost then exploits: a negative entry makes a block "cheaper than absent".
         ``meta["design_rank"]`` below ``meta["free_parameters"]`` means the
         archs did not determine every option's share."""
         decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
@@ -243,7 +248,10 @@ class CostTable:
         finally:
             space.set_arch(previous)
         x, y = torch.tensor(rows, dtype=torch.float64), torch.tensor(costs, dtype=torch.float64)
-        coef = torch.linalg.lstsq(x, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+        if nonnegative:
+            coef = _nonnegative_lstsq(x, y)
+        else:
+            coef = torch.linalg.lstsq(x, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
         tables, i = {}, 1
         for name, c in decisions:
             tables[name] = coef[i : i + len(c.options)].tolist()
@@ -256,7 +264,8 @@ class CostTable:
         meta = {"archs": len(archs), "design_rank": int(torch.linalg.matrix_rank(x)),
                 "free_parameters": 1 + sum(len(c.options) - 1 for _, c in decisions)
                 + sum((len(space.decisions[a].options) - 1) * (len(space.decisions[b].options) - 1) for a, b in pairs),
-                "gates_exact": gates_match(space, gates, list(archs)), "interactions": note}
+                "gates_exact": gates_match(space, gates, list(archs)), "interactions": note,
+                "fit": "nnls" if nonnegative else "lstsq"}
         return cls(float(coef[0]), tables, _r2(y, x @ coef), {n: c.options for n, c in decisions}, unit, meta, gates,
                    pair_tables)
 
@@ -363,6 +372,16 @@ def _option_index(options: list[Any], option: Any, name: str) -> int:
         if o == option:
             return i
     raise ValueError(f"decision {name!r} has no option {option!r} in this cost table (options: {options})")
+
+
+def _nonnegative_lstsq(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``argmin |x c - y|`` over ``c >= 0`` (scipy's active-set NNLS), on ``y`` scaled to unit size for the solver's
+    tolerances (latencies are milliseconds)."""
+    from scipy.optimize import nnls
+
+    scale = float(y.abs().max()) or 1.0
+    coef, _ = nnls(x.numpy(), (y / scale).numpy(), maxiter=50 * x.shape[1])
+    return torch.from_numpy(coef).to(torch.float64) * scale
 
 
 def _r2(y: torch.Tensor, fitted: torch.Tensor) -> float:

@@ -152,6 +152,42 @@ def _jacobian_forward(net: nn.Module, x: torch.Tensor, weights: list, classes: i
     return torch.stack(cols, dim=-1)
 
 
+def _jacobian_per_sample(
+    net: nn.Module, x: torch.Tensor, weights: list, logits: torch.Tensor
+) -> torch.Tensor | None:
+    """``d logits_n / d theta`` for every sample ``n`` by reverse mode, vmapped over the samples (and, inside
+    `jacrev`, over a sample's logits): the cost of about one backward pass of the batch per logit of one sample.
+    ``None`` where the network cannot run under vmap, or where a sample's logits computed alone differ from the
+    batch's (the samples are not independent, e.g. a batch-statistics norm): the caller then uses another mode."""
+    from torch.func import jacrev, vmap
+
+    by_tensor: dict[str, tuple[torch.Tensor, list[int], list[int]]] = {}
+    for j, (name, p, k) in enumerate(weights):
+        by_tensor.setdefault(name, (p, [], []))
+        by_tensor[name][1].append(k)
+        by_tensor[name][2].append(j)
+    index = {n: (torch.tensor(ks, device=p.device), torch.tensor(js, device=p.device))
+             for n, (p, ks, js) in by_tensor.items()}
+
+    def sample_logits(delta: torch.Tensor, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        params = {}
+        for name, (p, _, _) in by_tensor.items():
+            ks, js = index[name]
+            params[name] = p.detach().reshape(-1).index_add(0, ks, delta[js].to(p.dtype)).reshape(p.shape)
+        out = functional_call(net, params, (xn.unsqueeze(0),)).reshape(-1)
+        return out, out.detach()
+
+    delta = torch.zeros(len(weights), dtype=logits.dtype, device=logits.device)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            jac, alone = vmap(jacrev(sample_logits, has_aux=True), in_dims=(None, 0), chunk_size=16)(delta, x)
+    except (RuntimeError, NotImplementedError, ValueError):
+        return None
+    if not torch.allclose(alone.reshape(logits.shape), logits, rtol=1e-4, atol=1e-5):
+        return None
+    return jac.detach().reshape(-1, logits.shape[-1], len(weights))
+
+
 def _jacobian_reverse(net: nn.Module, x: torch.Tensor, weights: list, classes: int) -> torch.Tensor:
     tensors: list[torch.Tensor] = []
     for _, p, _ in weights:
@@ -207,8 +243,10 @@ def vkdnw_fisher(
     ``reference_factor=True`` reproduces the official code's product ``(L J_n)^T (L J_n)``, ``L`` the lower
     Cholesky factor of the covariance (``L L^T = diag(p) - p p^T``); the Fisher information is
     ``(L^T J_n)^T (L^T J_n)``, and the two differ in general. ``jacobian`` picks forward-mode AD (one forward pass
-    per weight), reverse mode (one backward pass per logit), or (``"auto"``) the cheaper of the two, counting a
-    backward pass as two forward passes, falling back to reverse mode where an op has no forward-mode derivative.
+    of the batch per weight), reverse mode (per sample, vmapped: about one backward pass of the batch per logit of
+    a sample; one backward pass per logit of the batch where the network cannot be vmapped or its samples are not
+    independent), or (``"auto"``) the cheaper of the two, counting a backward pass as two forward passes, falling
+    back to reverse mode where an op has no forward-mode derivative.
 
     ``F`` has rank at most ``N (C - 1)`` (``N`` samples or positions, ``C`` classes): with fewer than ``P`` the
     lower deciles of its spectrum are zero and the score degenerates, so use a batch with ``N (C - 1) >= P``
@@ -228,15 +266,18 @@ def vkdnw_fisher(
                 f"got outputs {tuple(logits.shape)} for targets {tuple(y.shape)}"
             )
         classes = logits.shape[-1]
-        if jacobian == "reverse" or (jacobian == "auto" and 2 * logits.numel() < len(weights)):
-            jac = _jacobian_reverse(net, x, weights, classes)
-        else:
+        per_sample = logits[0].numel()
+        jac = None
+        if jacobian == "reverse" or (jacobian == "auto" and 2 * per_sample < len(weights)):
+            jac = _jacobian_per_sample(net, x, weights, logits)
+        if jac is None and jacobian != "reverse":
             try:
                 jac = _jacobian_forward(net, x, weights, classes)
             except (RuntimeError, NotImplementedError):
                 if jacobian == "forward":
                     raise
-                jac = _jacobian_reverse(net, x, weights, classes)
+        if jac is None:
+            jac = _jacobian_reverse(net, x, weights, classes)
     finally:
         for m, training in modes:
             m.training = training
