@@ -9,11 +9,12 @@ be searched, exported and loaded by name.
 from .api import ConversionError, ConvertedSpace, convert
 from .factory import converted
 from .named import SPEC_NAME, ModelFactoryError, load_model, model_factory
-from .report import ConvertReport, GroupRow
+from .report import AttentionRow, ConvertReport, GroupRow
 from .sorting import importance, sort_channels
 
 __all__ = [
     "SPEC_NAME",
+    "AttentionRow",
     "ConversionError",
     "ConvertReport",
     "ConvertedSpace",

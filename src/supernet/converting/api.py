@@ -17,8 +17,9 @@ from .groups import Analysis, Member, Tag, analyse, is_known_leaf
 from .hf import analysis_inputs
 from .named import SPEC_NAME, load_model
 from .replace import replace_layers
-from .report import ConvertReport, GroupRow
+from .report import AttentionRow, ConvertReport, GroupRow
 from .trace import CONTAINERS, Trace, TraceFailure, bind_inputs, trace
+from .transformer import TRACED, disable_fastpaths, fastpath_hint
 
 Widths = Sequence[float | int]
 
@@ -81,6 +82,8 @@ def _retie(src: nn.Module, dst: nn.Module) -> None:
 def _is_leaf(m: nn.Module, path: str) -> bool:
     if isinstance(m, Searchable) or is_known_leaf(m):
         return True
+    if type(m) in TRACED:
+        return False  # torch's transformer layers: their linears, norms and attention convert
     return type(m).__module__.startswith("torch.nn") and not isinstance(m, CONTAINERS)
 
 
@@ -113,7 +116,12 @@ def _options(size: int, widths: Sequence[float | int], fractions_only: bool, div
 
 def _group_name(members: list[Member]) -> str:
     prod = [m for m in members if m.role == "out"] or members
-    return f"{prod[0].path}.width"
+    return f"{prod[0].path}.heads" if prod[0].role == "heads" else f"{prod[0].path}.width"
+
+
+def _is_heads(members: list[Member]) -> bool:
+    """Whether a group counts attention heads (it is then never rounded to the channel ``divisor``)."""
+    return any(m.role == "heads" for m in members)
 
 
 def _apply_pins(an: Analysis, pins: list[tuple[str, str, str]]) -> None:
@@ -182,7 +190,8 @@ def _shape_mismatch(
     finally:
         for c in choices.values():
             c.current = c.largest()
-    for a, b in zip(tr.nodes, tr2.nodes, strict=False):
+    nodes, nodes2 = _live(tr.nodes), _live(tr2.nodes)
+    for a, b in zip(nodes, nodes2, strict=False):
         if (a.op, str(a.target)) != (b.op, str(b.target)):
             return _groups_near(an, tr, a), f"a subnet runs different code at {a.name}"
         va, vb = tr.values.get(a), tr2.values.get(b)
@@ -194,9 +203,15 @@ def _shape_mismatch(
             if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
                 if list(y.shape) != _predicted(an, t, x.shape, widths):
                     return _groups_near(an, tr, a), f"a subnet changes the shape of {a.name} unexpectedly"
-    if len(tr.nodes) != len(tr2.nodes):
+    if len(nodes) != len(nodes2):
         return set(choices), "a subnet runs different code"
     return None
+
+
+def _live(nodes: list[fx.Node]) -> list[fx.Node]:
+    """The nodes that compute something: a parameter read that nothing uses is dropped (torch's fast-path checks
+    collect weights that a converted layer no longer lets them reach)."""
+    return [n for n in nodes if n.op != "get_attr" or n.users]
 
 
 def _outputs_close(a: Any, b: Any, atol: float) -> bool:
@@ -261,15 +276,20 @@ def convert(
     concatenations, tied weights). Each group gets a `Choice` of widths; ``nn.Linear``, ``nn.Conv2d`` (incl.
     depthwise), ``nn.BatchNorm2d``, ``nn.LayerNorm``, ``nn.Embedding`` and Hugging Face's ``Conv1D`` (GPT-2's
     transposed linear layer) on a searchable group are replaced by entangled layers holding the model's own
-    parameter tensors. Runs of same-shaped residual blocks at the end of an ``nn.Sequential`` or ``nn.ModuleList``
-    (that the model iterates) get a depth choice keeping the first d. The model's own ``forward`` code keeps
-    running; the given model itself is not changed (a copy is converted). A ``transformers.PreTrainedModel`` is
-    analysed with ``use_cache=False`` (see `supernet.converting.hf`); compare its ``ModelOutput`` fields.
+    parameter tensors. An ``nn.MultiheadAttention`` also gets a choice of heads (decision ``<path>.heads``, the
+    ``widths`` fractions of its heads; a ``group_widths`` entry and ``pin`` take that name too) and reads and
+    writes width groups like a linear layer; torch's ``nn.Transformer*`` modules are traced through (see
+    `supernet.converting.transformer`). Runs of same-shaped residual blocks at the end of an ``nn.Sequential`` or
+    ``nn.ModuleList`` (that the model iterates) get a depth choice keeping the first d. The model's own
+    ``forward`` code keeps running; the given model itself is not changed (a copy is converted). A
+    ``transformers.PreTrainedModel`` is analysed with ``use_cache=False`` (see `supernet.converting.hf`); compare
+    its ``ModelOutput`` fields.
 
     What cannot be converted is left fixed and listed in ``space.report`` (a width that reaches the output,
-    is split into attention heads, is read by an unsupported layer or op, or that control flow depends on);
-    each candidate subnet's shapes are checked against the analysis, and the largest arch must reproduce the
-    model's outputs (within ``atol``), so an unsupported construct is never a silently wrong result.
+    is split into attention heads by the model's own code, is read by an unsupported layer or op, or that
+    control flow depends on); each candidate subnet's shapes are checked against the analysis, and the largest
+    arch must reproduce the model's outputs (within ``atol``), so an unsupported construct is never a silently
+    wrong result.
 
     Args:
         model: the model to convert, or its name ``module:function``: a function (annotated
@@ -283,7 +303,8 @@ def convert(
             or channel counts (ints). A layer's path names the group of its outputs.
         pin: decision names or layer paths whose width groups stay at full width.
         exclude: paths of modules to leave untouched (their inputs' and outputs' widths stay fixed).
-        divisor: round every width option to a multiple of this (hardware-friendly channel counts).
+        divisor: round every width option to a multiple of this (hardware-friendly channel counts); head counts
+            are not rounded.
         report: print the conversion table.
         atol: tolerance of the check that the largest arch reproduces the model.
         model_kwargs: keyword arguments of the model function (only when ``model`` is a name).
@@ -351,7 +372,9 @@ def convert(
                     "the model's own forward branches on tensor values (data-dependent control flow); "
                     "move that code into a submodule (it is then left fixed) or exclude it"
                 )
-            opaque[bad] = "branches on tensor values (data-dependent control flow)"
+            opaque[bad] = "branches on tensor values (data-dependent control flow)" + fastpath_hint(
+                net.get_submodule(bad)
+            )
             continue
         _apply_pins(an, pins)
         names = _names(an)
@@ -365,7 +388,7 @@ def convert(
                 continue
             size = an.groups.size[root]
             ws = per_group.get(root, widths)
-            opts = _options(size, ws, root not in per_group, divisor)
+            opts = _options(size, ws, root not in per_group, 1 if _is_heads(an.groups.members[root]) else divisor)
             if len(opts) > 1:
                 choices[root] = Choice(opts, name=names[root])
         replace_layers(net, an, choices)
@@ -390,6 +413,7 @@ def convert(
     else:  # pragma: no cover - each attempt fixes at least one group or layer
         raise ConversionError("conversion did not settle after 50 attempts")
 
+    fastpaths = disable_fastpaths(net)
     net.eval()
     with torch.no_grad():
         got = _call(net, inputs)
@@ -412,7 +436,8 @@ def convert(
                              list(an.groups.pins[root])))
         if c is not None:
             groups[names[root]] = list(members)
-    rep = ConvertReport(rows, {str(c.name): c.options for c in depth_choices}, dict(an.fixed), no_depth)
+    rep = ConvertReport(rows, {str(c.name): c.options for c in depth_choices}, dict(an.fixed), no_depth,
+                        _attention_rows(an, choices), fastpaths)
     space = ConvertedSpace(net, groups, rep, example_input)
     if model_name is not None:
         space.spec = {
@@ -433,6 +458,24 @@ def convert(
     if report:
         print(rep.table())
     return space
+
+
+def _attention_rows(an: Analysis, choices: Mapping[int, Choice]) -> list[AttentionRow]:
+    """One row per converted ``nn.MultiheadAttention``: its head options and whether its widths are searched."""
+    rows = []
+    for path, slot in an.slots.items():
+        if slot.kind != "mha" or slot.heads is None:
+            continue
+        m = slot.module
+        heads = an.groups.find(slot.heads)
+        c = choices.get(heads)
+        inp = an.groups.find(slot.inp.gid) if slot.inp is not None else None
+        out = an.groups.find(slot.out) if slot.out is not None else None
+        rows.append(AttentionRow(
+            path, m.num_heads, m.head_dim, m.embed_dim, c.options if c else (),
+            inp in choices, out in choices, list(an.groups.pins[heads]),
+        ))
+    return rows
 
 
 def _verify_depth(

@@ -3,13 +3,16 @@
 Every layer that makes new channels (a Linear's or Conv2d's outputs, an Embedding's dim) starts a group; the
 groups flow through the graph as *tags* on one dimension of each tensor. Residual additions, multiplications and
 attention products join groups; depthwise convs and norm layers belong to the group they run on; flatten and
-concatenation keep a group on a part of a dimension (``offset + mult * width``). Whatever the analysis cannot
+concatenation keep a group on a part of a dimension (``offset + mult * width``). An ``nn.MultiheadAttention``
+reads one group (its query, key and value share the projection's input columns), makes a new one (its output
+projection) and has a group of its own for its heads. Whatever the analysis cannot
 follow (an unknown op, a split into heads, a fixed tensor added to the channels, a branch on a width, the
 model's output) *pins* the group: it keeps its full width and the reason is reported.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 from collections.abc import Iterable, Sequence
@@ -38,10 +41,11 @@ class Tag:
 @dataclass
 class Member:
     """One use of a group by a layer: ``role`` is ``out`` (the layer makes the channels), ``in`` (it reads
-    them), ``dw`` (a depthwise conv on them) or ``norm`` (a norm layer on them)."""
+    them), ``dw`` (a depthwise conv on them), ``norm`` (a norm layer on them), ``heads`` (the group counts an
+    attention layer's heads) or ``mask`` (the attention layer is given per-head masks, in head order)."""
 
     path: str
-    kind: str  # linear, conv1d (a transposed linear: Hugging Face's Conv1D), conv, dwconv, bn, ln, emb
+    kind: str  # linear, conv1d (a transposed linear: Hugging Face's Conv1D), conv, dwconv, bn, ln, emb, mha
     role: str
     offset: int = 0
     mult: int = 1
@@ -105,6 +109,7 @@ class Slot:
     module: nn.Module
     inp: Tag | None = None
     out: int | None = None  # the group a producer makes
+    heads: int | None = None  # the head-count group of an attention layer
     seen: bool = False
 
 
@@ -193,6 +198,10 @@ def convertible(m: nn.Module) -> tuple[str | None, str]:
         if m.max_norm is not None or m.scale_grad_by_freq or m.sparse:
             return None, "Embedding with max_norm/scale_grad_by_freq/sparse"
         return "emb", ""
+    if type(m) is nn.MultiheadAttention:
+        if not m._qkv_same_embed_dim:
+            return None, "MultiheadAttention with kdim/vdim other than embed_dim"
+        return "mha", ""
     return None, ""
 
 
@@ -315,10 +324,14 @@ class Analyser:
                 deps = set(sd)
             if src in self.data:
                 self.data.add(node)
-        elif (node.op == "call_method" and node.target in ("dim", "ndimension")) or (
-            node.op == "call_function" and node.target is getattr and node.args[1] in ("ndim", "dtype", "device")
+        elif (node.op == "call_method" and node.target in ("dim", "ndimension", "is_floating_point")) or (
+            node.op == "call_function"
+            and (
+                (node.target is getattr and node.args[1] in ("ndim", "dtype", "device"))
+                or node.target in (torch.is_floating_point, torch.is_complex)
+            )
         ):
-            deps = set()
+            deps = set()  # facts of the dtype or rank, never of a width or of the values
         else:
             for a in args:
                 if self.is_tensor(a):
@@ -349,6 +362,8 @@ class Analyser:
             self.fixed.setdefault(path, why or f"{type(m).__name__} is not supported")
             self.drop_all(xs, f"read by {path} ({type(m).__name__}), which is left fixed")
             return None
+        if kind == "mha":
+            return self.visit_mha(node, path, m)
         if len(xs) != 1 or x is not xs[0] or node.kwargs:
             self.fixed.setdefault(path, "called with other arguments than one tensor")
             self.drop_all(xs, f"read by {path}, which is left fixed")
@@ -370,20 +385,9 @@ class Analyser:
         if kind in ("conv", "dwconv", "bn") and t is not None and t.mult != 1:
             self.drop(t, f"{path} reads channels that were flattened")
             t = None
-        # The input slot: every call of the layer reads the same width.
         if kind != "emb":
-            if not slot.seen:
-                slot.inp = t
-                if t is not None:
-                    role = {"linear": "in", "conv1d": "in", "conv": "in", "dwconv": "dw", "bn": "norm",
-                            "ln": "norm"}[kind]
-                    self.g.add_member(t.gid, Member(path, kind, role, t.offset, t.mult))
-            elif (slot.inp is None) != (t is None):
-                self.drop(t, f"{path} is called on several widths")
-                self.drop(slot.inp, f"{path} is called on several widths")
-            elif t is not None and slot.inp is not None:
-                u = self.unify([slot.inp, t], t.dim, f"{path} is called on several inputs")
-                slot.inp = u
+            role = {"linear": "in", "conv1d": "in", "conv": "in", "dwconv": "dw", "bn": "norm", "ln": "norm"}[kind]
+            self.slot_input(slot, t, role)
         slot.seen = True
         out_rank = self.val(node).dim()
         if kind in ("linear", "conv1d", "conv", "emb"):
@@ -395,6 +399,72 @@ class Analyser:
             return None
         return Tag(self.g.find(slot.inp.gid), want if kind != "ln" else out_rank - 1, slot.inp.offset,
                    slot.inp.mult)
+
+    def slot_input(self, slot: Slot, t: Tag | None, role: str) -> None:
+        """The input slot of a layer: every call of the layer reads the same width."""
+        path = slot.path
+        if not slot.seen:
+            slot.inp = t
+            if t is not None:
+                self.g.add_member(t.gid, Member(path, slot.kind, role, t.offset, t.mult))
+        elif (slot.inp is None) != (t is None):
+            self.drop(t, f"{path} is called on several widths")
+            self.drop(slot.inp, f"{path} is called on several widths")
+        elif t is not None and slot.inp is not None:
+            slot.inp = self.unify([slot.inp, t], t.dim, f"{path} is called on several inputs")
+
+    def visit_mha(self, node: fx.Node, path: str, m: nn.MultiheadAttention) -> Any:
+        """An ``nn.MultiheadAttention`` call: q, k and v join one group (the input columns of the packed
+        projection); the output is a new group (the output projection's rows) and the heads are a group too
+        (per-head attention weights carry it)."""
+        try:
+            bound = inspect.signature(m.forward).bind(*node.args, **node.kwargs)
+        except TypeError as err:
+            self.fixed.setdefault(path, f"called with arguments MultiheadAttention does not take ({err})")
+            self.drop_all(_flatten_nodes((node.args, node.kwargs)), f"read by {path}, which is left fixed")
+            return _untagged(self.val(node))
+        bound.apply_defaults()
+        a = bound.arguments
+        qkv = [a["query"], a["key"], a["value"]]
+        if not all(self.is_tensor(x) and self.val(x).dim() in (2, 3) for x in qkv):
+            self.fixed.setdefault(path, "called on query/key/value that are not 2-D or 3-D tensors")
+            self.drop_all(_flatten_nodes((node.args, node.kwargs)), f"read by {path}, which is left fixed")
+            return _untagged(self.val(node))
+        slot = self.slots.get(path)
+        if slot is None:
+            slot = self.slots[path] = Slot(path, "mha", m)
+        # Masks are read whole (a 3-D mask holds every head's: the layer picks the active heads' itself).
+        self.drop_all([a["key_padding_mask"], a["attn_mask"]], f"read as an attention mask by {path}")
+        tags: list[Tag | None] = []
+        for x in dict.fromkeys(qkv):  # q, k, v are often one tensor
+            t = self.tag(x)
+            if t is not None and t.dim != self.val(x).dim() - 1:
+                self.drop(t, f"{path} reads another dimension than the tagged one")
+                t = None
+            tags.append(t)
+        known = [t for t in tags if t is not None]
+        t = None
+        if known and len(known) < len(tags):
+            for u in known:
+                self.drop(u, f"read by {path} together with a fixed tensor (query, key and value share its "
+                             "projection's input width)")
+        elif known:
+            t = self.unify(known, known[0].dim, f"query/key/value of {path}")
+        self.slot_input(slot, t, "in")
+        slot.seen = True
+        if slot.out is None:
+            slot.out = self.g.new(m.embed_dim, Member(path, "mha", "out"))
+            slot.heads = self.g.new(m.num_heads, Member(path, "mha", "heads"))
+        mask = self.val(a["attn_mask"])
+        heads_members = self.g.members[self.g.find(slot.heads)]
+        if isinstance(mask, torch.Tensor) and mask.dim() == 3 and Member(path, "mha", "mask") not in heads_members:
+            # Per-head masks are made for the heads in their order: sorting must leave that order alone.
+            self.g.add_member(slot.heads, Member(path, "mha", "mask"))
+        out, weights = self.val(node)
+        w_tag = None
+        if isinstance(weights, torch.Tensor) and not self.val(a["average_attn_weights"]):
+            w_tag = Tag(self.g.find(slot.heads), weights.dim() - 3)  # (N, heads, L, S) or (heads, L, S)
+        return [Tag(self.g.find(slot.out), out.dim() - 1), w_tag]
 
     def channel_dim1(self, x: Any, what: str) -> Tag | None:
         t = self.tag(x)
@@ -685,9 +755,16 @@ class Analyser:
 
     # --- after the walk --------------------------------------------------------------------------------
     def param_dims(self, slot: Slot) -> dict[str, list[Tag | None]]:
-        """``{param name: [tag or None per dim]}`` of a convertible layer."""
+        """``{param name (dotted for a submodule's): [tag or None per dim]}`` of a convertible layer."""
         out = Tag(self.g.find(slot.out), 0) if slot.out is not None else None
         inp = slot.inp
+        if slot.kind == "mha":
+            # Rows of the packed projection are 3 blocks of heads x head_dim: a Tag of the head group marks
+            # them (only compared between layers that share the tensor, which slice it alike).
+            d = slot.module.head_dim
+            heads = Tag(self.g.find(slot.heads), 0, 0, d) if slot.heads is not None else None
+            return {"in_proj_weight": [heads, inp], "in_proj_bias": [heads], "out_proj.weight": [out, heads],
+                    "out_proj.bias": [out], "bias_k": [None, None, heads], "bias_v": [None, None, heads]}
         if slot.kind == "linear":
             return {"weight": [out, inp], "bias": [out]}
         if slot.kind == "conv1d":
@@ -706,12 +783,13 @@ class Analyser:
         users: dict[int, list[list[Tag | None]]] = {}
         for slot in self.slots.values():
             for name, dims in self.param_dims(slot).items():
-                p = getattr(slot.module, name, None)
+                p = _attr(slot.module, name)
                 if isinstance(p, torch.Tensor):
                     users.setdefault(id(p), []).append(dims)
         elsewhere: dict[int, str] = {}
         for node in self.tr.nodes:
-            if node.op == "get_attr":
+            # A read nothing uses (torch's fast-path checks collect weights to test their flags) is harmless.
+            if node.op == "get_attr" and node.users:
                 elsewhere[id(self.val(node))] = f"read directly as {node.target}"
         for path, m in self.root.named_modules():
             if path in self.fixed or (path not in self.slots and convertible(m)[0] is not None):
@@ -740,6 +818,8 @@ class Analyser:
         data = []
         for guard in self.tr.guards:
             node = guard.node
+            if guard.kind == "len" and isinstance(self.val(node), torch.Size):
+                continue  # len(x.shape) is the rank, not a size
             if guard.kind in ("len", "iter") and self.is_tensor(node):
                 self.guard_size(node, 0, guard.module)  # len() of a tensor is the size of its first dim
                 continue
@@ -754,6 +834,12 @@ class Analyser:
         t = self.tag(x)
         if t is not None and (d is None or d == t.dim):
             self.drop(t, f"the forward code of {module or 'the model'} branches on this width")
+
+
+def _attr(m: nn.Module, dotted: str) -> Any:
+    for part in dotted.split("."):
+        m = getattr(m, part, None)
+    return m
 
 
 def _untagged(v: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Searchable layers for converted models: a Conv2d with every ``nn.Conv2d`` option, and depth containers.
+"""Searchable layers for converted models: a Conv2d with every ``nn.Conv2d`` option, ``nn.MultiheadAttention``
+with a choice of heads, and depth containers.
 
 A converted model keeps its own ``forward`` code; only its layers are swapped. The depth containers therefore
 behave like the ``nn.Sequential`` / ``nn.ModuleList`` they replace, except that iterating (or ``len``) sees only
@@ -8,19 +9,20 @@ the first ``depth`` blocks.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import blocks
 from ..space import Conv2d as _Conv2d
 from ..space import Embedding as _Embedding
 from ..space import Linear as _Linear
 from ..space.base import Kind, Searchable, copy_param, extract_module
 from ..space.choice import Value, current_int, max_int
 from ..space.layers import _check_dim, prefix
-from ..space.superposition import mix_plan, pad_last, superposed
+from ..space.superposition import mix_plan, pad_last, scaled, superposed
 
 
 class Conv2d(_Conv2d):
@@ -142,6 +144,154 @@ class Embedding(_Embedding):
     def extra_repr(self) -> str:
         pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+
+class MultiheadAttention(Searchable):
+    """The entangled ``nn.MultiheadAttention`` (q, k, v of one width: ``_qkv_same_embed_dim``): it holds the
+    layer's own tensors and reads three sizes, the input width (columns of the q/k/v projections), the output
+    width (rows of the output projection) and the number of heads. ``h`` heads are the first ``h`` of the layer:
+    rows ``[0, hD)``, ``[E, E + hD)``, ``[2E, 2E + hD)`` of ``in_proj_weight`` and the first ``hD`` columns of
+    ``out_proj.weight`` (``D = E // num_heads``, fixed).
+
+    The forward takes ``nn.MultiheadAttention``'s arguments and returns its ``(output, weights)``; a 3-D
+    ``attn_mask`` holds ``batch * num_heads`` masks for the layer's full head count (``num_heads`` stays the
+    original count, for code that builds masks from it), of which the active heads' are used.
+    """
+
+    value_kinds: ClassVar[dict[str, Kind]] = {"in_features": "width", "out_features": "width", "heads": "width"}
+
+    def __init__(self, mha: nn.MultiheadAttention, in_features: Any, out_features: Any, heads: Any) -> None:
+        super().__init__()
+        if not mha._qkv_same_embed_dim:
+            raise ValueError("only an nn.MultiheadAttention whose kdim and vdim equal embed_dim can be converted")
+        self.in_features, self.out_features, self.heads = in_features, out_features, heads
+        e, h = mha.embed_dim, mha.num_heads
+        if max_int(in_features, "in_features") > e or max_int(out_features, "out_features") > e:
+            raise ValueError(f"the widths of a converted MultiheadAttention cannot exceed its embed_dim {e}")
+        if max_int(heads, "heads") > h or min(_possible(heads)) < 1:
+            raise ValueError(f"head counts {_possible(heads)} must lie in 1..{h}")
+        # nn.MultiheadAttention's attributes (the full sizes), read by torch's transformer layers and user code.
+        # _qkv_same_embed_dim=False: torch's fused kernels (nn.TransformerEncoderLayer's fast path) read the
+        # full (3E, E) in_proj_weight and would bypass the slicing.
+        self.embed_dim, self.num_heads, self.head_dim = e, h, mha.head_dim
+        self.kdim, self.vdim = mha.kdim, mha.vdim
+        self._qkv_same_embed_dim = False
+        self.batch_first, self.dropout, self.add_zero_attn = mha.batch_first, mha.dropout, mha.add_zero_attn
+        self.in_proj_weight = mha.in_proj_weight
+        self.register_parameter("in_proj_bias", mha.in_proj_bias)
+        for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+            self.register_parameter(name, None)
+        self.out_proj = mha.out_proj
+        self.register_parameter("bias_k", mha.bias_k)
+        self.register_parameter("bias_v", mha.bias_v)
+        #: set by `sort_channels` when it reorders the heads: per-head masks, made for the layer's original head
+        #: order, would then mask the wrong heads.
+        self.heads_reordered = False
+        self.train(mha.training)
+
+    def search_values(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "heads": self.heads}
+
+    def slice_values(self) -> tuple[Any, ...]:
+        return (self.in_features, self.out_features, self.heads)
+
+    def active(self) -> tuple[int, int, int]:
+        """``(in_features, out_features, heads)`` under the active arch."""
+        return (current_int(self.in_features, "in_features"), current_int(self.out_features, "out_features"),
+                current_int(self.heads, "heads"))
+
+    def sliced(self, sizes: Sequence[int]) -> tuple[torch.Tensor | None, ...]:
+        """``(w_q, w_k, w_v, b_q, b_k, b_v, out_weight, out_bias, bias_k, bias_v)`` for
+        ``(in_features, out_features, heads)`` (views; None where the layer has no such tensor)."""
+        i, o, h = sizes
+        e, n = self.embed_dim, h * self.head_dim
+        w, b = self.in_proj_weight, self.in_proj_bias
+        ws = tuple(w[s * e : s * e + n, :i] for s in range(3))
+        bs = (None,) * 3 if b is None else tuple(b[s * e : s * e + n] for s in range(3))
+        wo, bo = self.out_proj.weight[:o, :n], None if self.out_proj.bias is None else self.out_proj.bias[:o]
+        kv = tuple(None if t is None else t[..., :n] for t in (self.bias_k, self.bias_v))
+        return (*ws, *bs, wo, bo, *kv)
+
+    def _run(self, sizes: Sequence[int], query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+             kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        i, _, h = sizes
+        wq, wk, wv, bq, bk, bv, wo, bo, bias_k, bias_v = self.sliced(sizes)
+        query, key, value = (prefix(x, -1, i) for x in (query, key, value))
+        return blocks.multi_head_attention(
+            query, key, value, heads=h, head_dim=self.head_dim, in_weights=(wq, wk, wv),
+            in_biases=None if bq is None else (bq, bk, bv), out_weight=wo, out_bias=bo, bias_k=bias_k,
+            bias_v=bias_v, add_zero_attn=self.add_zero_attn, dropout=self.dropout, training=self.training,
+            batch_first=self.batch_first, mask_heads=self.num_heads, **kwargs,
+        )
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.heads_reordered and attn_mask is not None and attn_mask.dim() == 3:
+            raise ValueError(
+                "this attention layer's heads were reordered by sort_channels, so per-head (3-D) attention masks no "
+                "longer match its heads: convert with an example input that passes such a mask (its heads then keep "
+                "their order) or use a 2-D mask"
+            )
+        kwargs = {"key_padding_mask": key_padding_mask, "need_weights": need_weights, "attn_mask": attn_mask,
+                  "average_attn_weights": average_attn_weights, "is_causal": is_causal}
+        plan = mix_plan(self, self.slice_values(), "MultiheadAttention sizes")
+        if plan is None:
+            sizes = self.active()
+            for x in (query, key, value):
+                _check_dim(x, -1, sizes[0], "MultiheadAttention", "in_features")
+            return self._run(sizes, query, key, value, kwargs)
+        for x in (query, key, value):
+            _check_dim(x, -1, plan.sizes[0], "MultiheadAttention (superposed)", "in_features")
+        # Attention is not linear in its weights, so no mixed weight gives the mixture: mix the outputs of every
+        # size combination (zero-padded to the largest), as LayerNorm does.
+        combos = plan.groups(tuple(range(3)), query.device) if plan.mixed else [(plan.sizes, None)]
+        out: Any = 0
+        weights: Any = None
+        for sizes, p in combos:
+            y, w = self._run(sizes, query, key, value, kwargs)
+            y = pad_last(y, plan.sizes[1])
+            out = out + (y if p is None else p * y)
+            if w is not None:
+                if not average_attn_weights and w.shape[-3] != plan.sizes[2]:  # per-head weights: pad the heads
+                    w = F.pad(w, (0, 0, 0, 0, 0, plan.sizes[2] - w.shape[-3]))
+                weights = (0 if weights is None else weights) + (w if p is None else p * w)
+        return scaled(out, plan.scale(query.device)), weights
+
+    def extract(self) -> blocks.MultiheadAttention:
+        """A `supernet.blocks.MultiheadAttention` with the active slices (parameter names as in
+        ``nn.MultiheadAttention``). Always that block, even with every head: an ``nn.MultiheadAttention`` would
+        run torch's fused inference path, whose FLOPs torch's counter does not see and whose latency would be
+        compared with the unfused path of the smaller subnets."""
+        sizes = self.active()
+        i, o, h = sizes
+        wq, wk, wv, bq, bk, bv, wo, bo, bias_k, bias_v = self.sliced(sizes)
+        w = self.in_proj_weight
+        out = blocks.MultiheadAttention(
+            i, o, h, self.head_dim, bq is not None, bias_k is not None, self.add_zero_attn, self.dropout,
+            self.batch_first, mask_heads=self.num_heads,
+        ).to(device=w.device, dtype=w.dtype)
+        out.in_proj_weight = copy_param(torch.cat([wq, wk, wv]))
+        out.in_proj_bias = None if bq is None else copy_param(torch.cat([bq, bk, bv]))
+        out.out_proj.weight, out.out_proj.bias = copy_param(wo), copy_param(bo)
+        out.bias_k, out.bias_v = copy_param(bias_k), copy_param(bias_v)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, heads={self.heads}, "
+                f"head_dim={self.head_dim}, batch_first={self.batch_first}")
+
+
+def _possible(value: Any) -> list[Any]:
+    return value.possible_values() if isinstance(value, Value) else [value]
 
 
 class _Depth(Searchable):

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..space import BatchNorm2d, Choice, LayerNorm, Linear
 from .groups import Analysis, Slot, Tag
-from .layers import Conv1D, Conv2d, Embedding
+from .layers import Conv1D, Conv2d, Embedding, MultiheadAttention
 
 
 def size_value(an: Analysis, tag: Tag | None, full: int, choices: Mapping[int, Choice]) -> Any:
@@ -60,6 +60,13 @@ def _new_layer(an: Analysis, slot: Slot, m: Any, choices: Mapping[int, Choice]) 
         if isinstance(d, int):
             return None
         return Embedding(m, d).train(m.training)
+    elif slot.kind == "mha":
+        i = size_value(an, slot.inp, m.embed_dim, choices)
+        o = size_value(an, out_tag, m.embed_dim, choices)
+        h = size_value(an, Tag(slot.heads, 0) if slot.heads is not None else None, m.num_heads, choices)
+        if all(isinstance(v, int) for v in (i, o, h)):
+            return None
+        return MultiheadAttention(m, i, o, h)
     else:  # pragma: no cover - kinds come from groups.convertible
         raise AssertionError(slot.kind)
     # Keep the model's own tensors (same objects: tied weights stay tied, device and dtype stay).

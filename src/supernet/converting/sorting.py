@@ -1,7 +1,9 @@
 """Importance sorting: reorder each width group's channels so that every prefix keeps the most important ones.
 
 The same permutation is applied to every layer slice of the group (the producers' outputs, the readers' inputs,
-norm layers and depthwise convs), so the full model computes exactly the same function.
+norm layers and depthwise convs), so the full model computes exactly the same function. An attention layer's
+heads are a group of their own: whole heads move together (their query, key and value rows and their columns of
+the output projection).
 """
 
 from __future__ import annotations
@@ -35,6 +37,29 @@ def _param_dims(m: nn.Module, member: Member) -> list[tuple[str, int]]:
     return [("weight", 0), ("bias", 0)]  # ln
 
 
+def _slices(m: nn.Module, member: Member, perm: torch.Tensor) -> list[tuple[torch.Tensor | None, int, torch.Tensor]]:
+    """``[(tensor, dim, index)]``: reorder ``tensor`` along ``dim`` by ``index`` to apply ``perm`` to the group's
+    channels (or heads) in layer ``m``."""
+    if member.kind != "mha":
+        out = []
+        for attr, dim in _param_dims(m, member):
+            t = getattr(m, attr, None)
+            if isinstance(t, torch.Tensor):
+                out.append((t, dim, _index(perm, member, t.shape[dim])))
+        return out
+    if member.role == "in":
+        return [(m.in_proj_weight, 1, _index(perm, member, m.in_proj_weight.shape[1]))]
+    if member.role == "out":
+        idx = _index(perm, member, m.out_proj.weight.shape[0])
+        return [(m.out_proj.weight, 0, idx), (m.out_proj.bias, 0, idx)]
+    # heads: every head's head_dim rows of q, k and v (three blocks of embed_dim rows), its columns of out_proj
+    d, e = m.head_dim, m.embed_dim
+    cols = (perm[:, None] * d + torch.arange(d)[None, :]).reshape(-1)
+    rows = torch.cat([cols + s * e for s in range(3)])
+    return [(m.in_proj_weight, 0, rows), (m.in_proj_bias, 0, rows), (m.out_proj.weight, 1, cols),
+            (m.bias_k, 2, cols), (m.bias_v, 2, cols)]
+
+
 def _index(perm: torch.Tensor, member: Member, size: int) -> torch.Tensor:
     """Positions along the layer's dim: the fixed ``offset`` entries, then ``mult`` entries per channel."""
     block = (perm[:, None] * member.mult + torch.arange(member.mult)[None, :]).reshape(-1) + member.offset
@@ -44,6 +69,14 @@ def _index(perm: torch.Tensor, member: Member, size: int) -> torch.Tensor:
 
 
 def _l1(m: nn.Module, member: Member) -> torch.Tensor:
+    if member.kind == "mha":
+        wo = m.out_proj.weight.detach().float().abs()
+        if member.role == "out":
+            return wo.sum(1)
+        # A head: its query, key and value rows and its columns of the output projection.
+        h, d = m.num_heads, m.head_dim
+        qkv = m.in_proj_weight.detach().float().abs().view(3, h, d, -1).sum((0, 2, 3))
+        return qkv + wo.view(wo.shape[0], h, d).sum((0, 2))
     w = m.weight.detach().float().abs()
     if member.kind in ("emb", "conv1d"):
         return w.sum(0)
@@ -72,20 +105,27 @@ def importance(space: SuperModule, method: str = "l1", data: Any = None, batches
 
     ``l1``: the L1 norm of each output channel's weights (Once-for-All). ``activation``: the mean absolute
     activation of each channel on up to ``batches`` batches of ``data`` (Minitron), measured at the full width.
+    Attention heads are ranked by the L1 norm of their weights (query, key and value rows, output-projection
+    columns) under either method.
     """
     groups: dict[str, list[Member]] = getattr(space, "width_groups", None) or {}
-    producers = {name: [mb for mb in ms if mb.role == "out"] for name, ms in groups.items()}
+    producers = {name: [mb for mb in ms if mb.role in ("out", "heads")] for name, ms in groups.items()}
+    # A head has no output of its own at a layer's output to measure: heads are ranked by weight either way.
+    by_weight = producers if method == "l1" else {
+        name: ms for name, ms in producers.items() if any(mb.role == "heads" for mb in ms)
+    }
+    out = {name: sum(_l1(space.net.get_submodule(mb.path), mb) for mb in ms) for name, ms in by_weight.items()}
     if method == "l1":
-        out = {}
-        for name, ms in producers.items():
-            out[name] = sum(_l1(space.net.get_submodule(mb.path), mb) for mb in ms)
         return out
+    producers = {name: ms for name, ms in producers.items() if name not in out}
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     hooks = []
 
     def hook(name: str, kind: str) -> Any:
-        def fn(mod: nn.Module, args: Any, y: torch.Tensor) -> None:
+        def fn(mod: nn.Module, args: Any, y: Any) -> None:
+            if isinstance(y, tuple):  # an attention layer's (output, weights)
+                y = y[0]
             dim = 1 if kind == "conv" else y.dim() - 1
             a = y.detach().float().abs().transpose(0, dim).reshape(y.shape[dim], -1).mean(1)
             sums[name] = sums.get(name, 0) + a
@@ -112,14 +152,17 @@ def importance(space: SuperModule, method: str = "l1", data: Any = None, batches
             h.remove()
         space.set_arch(previous)
         space.train(was_training)
-    return {name: sums[name] / counts[name] for name in sums}
+    out.update({name: sums[name] / counts[name] for name in sums})
+    return out
 
 
 @torch.no_grad()
 def sort_channels(space: SuperModule, data: Any = None, method: str = "l1", batches: int = 4) -> dict[str, list[int]]:
     """Reorder every width group of a converted space by decreasing importance (in place).
 
-    The full model's outputs are unchanged; a narrower width then keeps the most important channels.
+    The full model's outputs are unchanged; a narrower width then keeps the most important channels (and fewer
+    heads the most important heads). The heads of an attention layer that the example input gave per-head (3-D)
+    masks keep their order, which those masks follow; a layer whose heads were reordered refuses 3-D masks.
 
     Args:
         space: a space made by `supernet.convert`.
@@ -129,7 +172,7 @@ def sort_channels(space: SuperModule, data: Any = None, method: str = "l1", batc
         batches: how many batches of ``data`` to use.
 
     Returns:
-        ``{width decision: the permutation applied (old channel index per new position)}``.
+        ``{width decision: the permutation applied (old channel or head index per new position)}``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -143,17 +186,17 @@ def sort_channels(space: SuperModule, data: Any = None, method: str = "l1", batc
     done: set[tuple[int, int]] = set()
     perms = {}
     for name, members in space.width_groups.items():
-        if name not in scores:
-            continue
+        if name not in scores or any(mb.role == "mask" for mb in members):
+            continue  # per-head (3-D) attention masks are made for the heads in their order
         perm = torch.argsort(scores[name].cpu(), descending=True, stable=True)
         perms[name] = perm.tolist()
         for mb in members:
             m = space.net.get_submodule(mb.path)
-            for attr, dim in _param_dims(m, mb):
-                t = getattr(m, attr, None)
+            if mb.role == "heads" and perm.tolist() != sorted(perm.tolist()):
+                m.heads_reordered = True  # it then refuses per-head masks, which are made for the first order
+            for t, dim, idx in _slices(m, mb, perm):
                 if not isinstance(t, torch.Tensor) or (id(t), dim) in done:
                     continue
                 done.add((id(t), dim))
-                idx = _index(perm, mb, t.shape[dim]).to(t.device)
-                t.copy_(t.index_select(dim, idx))
+                t.copy_(t.index_select(dim, idx.to(t.device)))
     return perms

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +76,7 @@ class Trace:
 
 
 #: tensor attributes no width changes: read from the concrete value, not recorded (``torch.finfo(x.dtype)``).
-_STATIC_ATTRS = frozenset({"dtype", "device", "ndim", "layout", "is_cuda"})
+_STATIC_ATTRS = frozenset({"dtype", "device", "ndim", "layout", "is_cuda", "is_nested"})
 
 
 class _Proxy(fx.Proxy):
@@ -229,6 +230,25 @@ def _wrap_factory(tracer: ConcreteTracer, fn: Callable) -> Callable:
     return wrapper
 
 
+#: torch helpers that run on the concrete values of their arguments, recording nothing: they read a mask's dtype
+#: or whether it is the causal mask (a kernel hint), never a width, and refuse or branch on proxies otherwise.
+#: torch's transformer layers call them on their masks.
+CONCRETE_HELPERS = (
+    ("torch.nn.functional", "_none_or_dtype"),
+    ("torch.nn.modules.transformer", "_detect_is_causal_mask"),
+)
+
+
+def _concrete(tracer: ConcreteTracer, fn: Callable) -> Callable:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        args, kwargs = torch.utils._pytree.tree_map(
+            lambda a: tracer.values[a.node] if isinstance(a, fx.Proxy) else a, (args, kwargs)
+        )
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def bind_inputs(model: nn.Module, example_input: Any) -> dict[str, Any]:
     """``{forward argument: value}`` for an example input: a tensor, a tuple of positional args, or a dict.
 
@@ -270,10 +290,15 @@ def trace(model: nn.Module, inputs: Mapping[str, Any], leaves: set[str], is_leaf
     concrete = {k: v for k, v in inputs.items() if not isinstance(v, torch.Tensor)}
     was_training = model.training
     model.eval()
-    originals = {name: getattr(torch, name) for name in FACTORIES}
+    patches = [(torch, name, _wrap_factory(tracer, getattr(torch, name))) for name in FACTORIES]
+    for module_name, name in CONCRETE_HELPERS:
+        module = sys.modules.get(module_name)
+        if module is not None and callable(getattr(module, name, None)):
+            patches.append((module, name, _concrete(tracer, getattr(module, name))))
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
-        for name, fn in originals.items():
-            setattr(torch, name, _wrap_factory(tracer, fn))
+        for owner, name, fn in patches:
+            setattr(owner, name, fn)
         with torch.no_grad():
             graph = tracer.trace(model, concrete_args=concrete or None)
     except TraceFailure:
@@ -281,8 +306,8 @@ def trace(model: nn.Module, inputs: Mapping[str, Any], leaves: set[str], is_leaf
     except Exception as err:
         raise TraceFailure("", f"{type(err).__name__}: {err}") from err
     finally:
-        for name, fn in originals.items():
-            setattr(torch, name, fn)
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
         model.train(was_training)
     nodes = list(graph.nodes)
     return Trace(graph, nodes, tracer.values, tracer.calls, tracer.guards, set(leaves))
