@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,8 +14,8 @@ from torch import fx, nn
 from ..space import Choice, SuperModule
 from ..space.base import Searchable
 from .depth import apply_runs, find_runs, restore
-from .groups import Analysis, Member, Tag, analyse, is_known_leaf
-from .hf import analysis_inputs
+from .groups import HF_ATTENTION, Analysis, Member, Tag, analyse, is_known_leaf
+from .hf import analysis_inputs, attention_heads
 from .named import SPEC_NAME, load_model
 from .replace import replace_layers
 from .report import AttentionRow, ConvertReport, GroupRow
@@ -192,7 +193,7 @@ def _shape_mismatch(
             c.current = c.largest()
     nodes, nodes2 = _live(tr.nodes), _live(tr2.nodes)
     for a, b in zip(nodes, nodes2, strict=False):
-        if (a.op, str(a.target)) != (b.op, str(b.target)):
+        if (a.op, _target(a)) != (b.op, _target(b)):
             return _groups_near(an, tr, a), f"a subnet runs different code at {a.name}"
         va, vb = tr.values.get(a), tr2.values.get(b)
         both_seq = isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple))
@@ -206,6 +207,13 @@ def _shape_mismatch(
     if len(nodes) != len(nodes2):
         return set(choices), "a subnet runs different code"
     return None
+
+
+def _target(node: fx.Node) -> str:
+    """What a node runs; fx numbers the tensor constants it stores on the model anew in each trace of it (an
+    eager attention mask's ``torch.finfo(dtype).min``, say), so those compare by kind."""
+    target = str(node.target)
+    return "_tensor_constant" if node.op == "get_attr" and re.fullmatch(r"_tensor_constant\d+", target) else target
 
 
 def _live(nodes: list[fx.Node]) -> list[fx.Node]:
@@ -279,7 +287,9 @@ def convert(
     parameter tensors. An ``nn.MultiheadAttention`` also gets a choice of heads (decision ``<path>.heads``, the
     ``widths`` fractions of its heads; a ``group_widths`` entry and ``pin`` take that name too) and reads and
     writes width groups like a linear layer; torch's ``nn.Transformer*`` modules are traced through (see
-    `supernet.converting.transformer`). Runs of same-shaped residual blocks at the end of an ``nn.Sequential`` or
+    `supernet.converting.transformer`). Hugging Face's ``GPT2Attention`` and ``BertSelfAttention`` get a
+    ``<path>.heads`` choice too, keeping the first h heads (see `supernet.converting.hf_attention`). Runs of
+    same-shaped residual blocks at the end of an ``nn.Sequential`` or
     ``nn.ModuleList`` (that the model iterates) get a depth choice keeping the first d. The model's own
     ``forward`` code keeps running; the given model itself is not changed (a copy is converted). A
     ``transformers.PreTrainedModel`` is analysed with ``use_cache=False`` (see `supernet.converting.hf`); compare
@@ -461,19 +471,22 @@ def convert(
 
 
 def _attention_rows(an: Analysis, choices: Mapping[int, Choice]) -> list[AttentionRow]:
-    """One row per converted ``nn.MultiheadAttention``: its head options and whether its widths are searched."""
+    """One row per converted attention layer (``nn.MultiheadAttention``, Hugging Face's ``GPT2Attention`` and
+    ``BertSelfAttention``): its head options and whether its widths are searched."""
     rows = []
     for path, slot in an.slots.items():
-        if slot.kind != "mha" or slot.heads is None:
+        if slot.kind not in ("mha", *HF_ATTENTION) or slot.heads is None:
             continue
         m = slot.module
         heads = an.groups.find(slot.heads)
         c = choices.get(heads)
         inp = an.groups.find(slot.inp.gid) if slot.inp is not None else None
-        out = an.groups.find(slot.out) if slot.out is not None else None
+        # BERT's attention has no output projection: its output width is its heads'.
+        out = an.groups.find(slot.out) if slot.out is not None else heads
+        n_heads, head_dim = (m.num_heads, m.head_dim) if slot.kind == "mha" else attention_heads(m)
         rows.append(AttentionRow(
-            path, m.num_heads, m.head_dim, m.embed_dim, c.options if c else (),
-            inp in choices, out in choices, list(an.groups.pins[heads]),
+            path, n_heads, head_dim, m.embed_dim if slot.kind == "mha" else n_heads * head_dim,
+            c.options if c else (), inp in choices, out in choices, list(an.groups.pins[heads]),
         ))
     return rows
 

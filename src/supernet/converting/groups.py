@@ -5,9 +5,11 @@ groups flow through the graph as *tags* on one dimension of each tensor. Residua
 attention products join groups; depthwise convs and norm layers belong to the group they run on; flatten and
 concatenation keep a group on a part of a dimension (``offset + mult * width``). An ``nn.MultiheadAttention``
 reads one group (its query, key and value share the projection's input columns), makes a new one (its output
-projection) and has a group of its own for its heads. Whatever the analysis cannot
-follow (an unknown op, a split into heads, a fixed tensor added to the channels, a branch on a width, the
-model's output) *pins* the group: it keeps its full width and the reason is reported.
+projection) and has a group of its own for its heads; so do Hugging Face's ``GPT2Attention`` and
+``BertSelfAttention`` (see `supernet.converting.hf`), whose heads group also tags BERT's attention output
+(``mult`` = head dim). Whatever the analysis cannot follow (an unknown op, a split into heads by other code, a
+fixed tensor added to the channels, a branch on a width, the model's output) *pins* the group: it keeps its full
+width and the reason is reported.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .hf import is_conv1d
+from .hf import attention_heads, attention_kind, is_conv1d
 from .trace import Trace
 
 
@@ -45,7 +47,9 @@ class Member:
     attention layer's heads) or ``mask`` (the attention layer is given per-head masks, in head order)."""
 
     path: str
-    kind: str  # linear, conv1d (a transposed linear: Hugging Face's Conv1D), conv, dwconv, bn, ln, emb, mha
+    # linear, conv1d (a transposed linear: Hugging Face's Conv1D), conv, dwconv, bn, ln, emb, mha, gpt2_attn,
+    # bert_attn (Hugging Face attention layers; their input and output members name their projections)
+    kind: str
     role: str
     offset: int = 0
     mult: int = 1
@@ -202,7 +206,17 @@ def convertible(m: nn.Module) -> tuple[str | None, str]:
         if not m._qkv_same_embed_dim:
             return None, "MultiheadAttention with kdim/vdim other than embed_dim"
         return "mha", ""
+    hf = attention_kind(m)
+    if hf is not None:
+        return hf, ""
     return None, ""
+
+
+#: Hugging Face attention layers: their projections (input side, output side) as ``(name, member kind)``.
+HF_ATTENTION: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = {
+    "gpt2_attn": ((("c_attn", "conv1d"),), (("c_proj", "conv1d"),)),
+    "bert_attn": ((("query", "linear"), ("key", "linear"), ("value", "linear")), ()),
+}
 
 
 def is_known_leaf(m: nn.Module) -> bool:
@@ -364,6 +378,8 @@ class Analyser:
             return None
         if kind == "mha":
             return self.visit_mha(node, path, m)
+        if kind in HF_ATTENTION:
+            return self.visit_hf_attention(node, path, m, kind)
         if len(xs) != 1 or x is not xs[0] or node.kwargs:
             self.fixed.setdefault(path, "called with other arguments than one tensor")
             self.drop_all(xs, f"read by {path}, which is left fixed")
@@ -400,13 +416,15 @@ class Analyser:
         return Tag(self.g.find(slot.inp.gid), want if kind != "ln" else out_rank - 1, slot.inp.offset,
                    slot.inp.mult)
 
-    def slot_input(self, slot: Slot, t: Tag | None, role: str) -> None:
-        """The input slot of a layer: every call of the layer reads the same width."""
+    def slot_input(self, slot: Slot, t: Tag | None, role: str, readers: Sequence[tuple[str, str]] = ()) -> None:
+        """The input slot of a layer: every call of the layer reads the same width (``readers``: the
+        ``(path, kind)`` members that read it, when not the layer itself)."""
         path = slot.path
         if not slot.seen:
             slot.inp = t
             if t is not None:
-                self.g.add_member(t.gid, Member(path, slot.kind, role, t.offset, t.mult))
+                for p, k in readers or [(path, slot.kind)]:
+                    self.g.add_member(t.gid, Member(p, k, role, t.offset, t.mult))
         elif (slot.inp is None) != (t is None):
             self.drop(t, f"{path} is called on several widths")
             self.drop(slot.inp, f"{path} is called on several widths")
@@ -465,6 +483,53 @@ class Analyser:
         if isinstance(weights, torch.Tensor) and not self.val(a["average_attn_weights"]):
             w_tag = Tag(self.g.find(slot.heads), weights.dim() - 3)  # (N, heads, L, S) or (heads, L, S)
         return [Tag(self.g.find(slot.out), out.dim() - 1), w_tag]
+
+    def visit_hf_attention(self, node: fx.Node, path: str, m: nn.Module, kind: str) -> Any:
+        """A Hugging Face attention layer (``GPT2Attention``, ``BertSelfAttention``) called on hidden states
+        ``(batch, length, width)``: its projections read the width's group; its heads are a group (its q/k/v
+        rows, GPT-2's ``c_proj`` input rows, BERT's output channels: ``head_dim`` per head); GPT-2's output
+        projection makes a new group. Masks and other tensors are read whole."""
+        x = node.args[0] if node.args else node.kwargs.get("hidden_states")
+        others = [a for a in _flatten_nodes((node.args, node.kwargs)) if self.is_tensor(a) and a is not x]
+        out = self.val(node)
+        ok = (
+            self.is_tensor(x) and self.val(x).dim() == 3 and isinstance(out, tuple) and len(out) >= 1
+            and isinstance(out[0], torch.Tensor) and out[0].dim() == 3
+            and not (kind == "gpt2_attn" and node.kwargs.get("encoder_hidden_states") is not None)
+        )
+        if not ok:
+            self.fixed.setdefault(path, "called on other arguments than hidden states (batch, length, width)")
+            self.drop_all(_flatten_nodes((node.args, node.kwargs)), f"read by {path}, which is left fixed")
+            return _untagged(out)
+        slot = self.slots.get(path)
+        if slot is None:
+            slot = self.slots[path] = Slot(path, kind, m)
+        self.drop_all(others, f"read as an attention mask by {path}")
+        t = self.tag(x)
+        if t is not None and t.dim != 2:
+            self.drop(t, f"{path} reads another dimension than the tagged one")
+            t = None
+        readers, writers = HF_ATTENTION[kind]
+        self.slot_input(slot, t, "in", [(f"{path}.{name}", k) for name, k in readers])
+        slot.seen = True
+        n_heads, d = attention_heads(m)
+        if slot.heads is None:
+            slot.heads = self.g.new(n_heads, Member(path, kind, "heads"))
+            for name, k in writers:
+                slot.out = self.g.new(m.get_submodule(name).weight.shape[1], Member(f"{path}.{name}", k, "out"))
+        heads = self.g.find(slot.heads)
+        for a in others:
+            v = self.val(a)
+            if v.dim() == 4 and v.shape[1] == n_heads > 1 and Member(path, kind, "mask") not in self.g.members[heads]:
+                # Per-head masks are made for the heads in their order: sorting must leave that order alone.
+                self.g.add_member(heads, Member(path, kind, "mask"))
+        y = Tag(self.g.find(slot.out), 2) if slot.out is not None else Tag(heads, 2, 0, d)
+        tags: list[Tag | None] = [y]
+        for extra in out[1:]:  # attention weights (batch, heads, length, length), when the layer returns them
+            tags.append(Tag(heads, 1) if isinstance(extra, torch.Tensor) and extra.dim() == 4 else None)
+            if isinstance(extra, torch.Tensor) and extra.dim() != 4:
+                self.drop(tags[0], f"{path} returns a tensor the converter does not follow")
+        return tags
 
     def channel_dim1(self, x: Any, what: str) -> Tag | None:
         t = self.tag(x)
@@ -765,6 +830,14 @@ class Analyser:
             heads = Tag(self.g.find(slot.heads), 0, 0, d) if slot.heads is not None else None
             return {"in_proj_weight": [heads, inp], "in_proj_bias": [heads], "out_proj.weight": [out, heads],
                     "out_proj.bias": [out], "bias_k": [None, None, heads], "bias_v": [None, None, heads]}
+        if slot.kind in HF_ATTENTION:
+            d = attention_heads(slot.module)[1]
+            heads = Tag(self.g.find(slot.heads), 0, 0, d) if slot.heads is not None else None
+            if slot.kind == "gpt2_attn":
+                return {"c_attn.weight": [inp, heads], "c_attn.bias": [heads], "c_proj.weight": [heads, out],
+                        "c_proj.bias": [out]}
+            return {f"{p}.{n}": dims for p in ("query", "key", "value")
+                    for n, dims in (("weight", [heads, inp]), ("bias", [heads]))}
         if slot.kind == "linear":
             return {"weight": [out, inp], "bias": [out]}
         if slot.kind == "conv1d":
@@ -791,7 +864,11 @@ class Analyser:
             # A read nothing uses (torch's fast-path checks collect weights to test their flags) is harmless.
             if node.op == "get_attr" and node.users:
                 elsewhere[id(self.val(node))] = f"read directly as {node.target}"
+        # The projections inside a Hugging Face attention layer belong to its slot.
+        inside = tuple(p + "." for p, s in self.slots.items() if s.kind in HF_ATTENTION)
         for path, m in self.root.named_modules():
+            if path.startswith(inside) and path not in self.fixed:
+                continue
             if path in self.fixed or (path not in self.slots and convertible(m)[0] is not None):
                 for p in m.parameters():
                     elsewhere.setdefault(id(p), f"also used by {path}, which is left fixed")

@@ -5,6 +5,10 @@ optional: nothing here imports it; a model from it has already imported it).
   it converts like ``nn.Linear`` (see `supernet.converting.layers.Conv1D`).
 * A ``PreTrainedModel`` returns a key/value cache by default; it is analysed with ``use_cache=False`` (the cache
   is not a tensor the analysis follows). The converted model is called as the user calls it.
+* GPT-2's ``GPT2Attention`` and BERT's ``BertSelfAttention`` are analysed as one layer each (`attention_kind`),
+  so their head count can be searched (see `supernet.converting.hf_attention`): their own ``forward`` reshapes
+  the projections with ``(..., -1, head_dim)`` (the head count is inferred) and GPT-2 splits its packed q/k/v
+  by ``split_size``, which the searchable layer keeps at the active ``heads * head_dim``.
 """
 
 from __future__ import annotations
@@ -46,3 +50,48 @@ def analysis_inputs(model: nn.Module, inputs: Mapping[str, Any]) -> dict[str, An
     if "use_cache" in params and out.get("use_cache") is None:
         out["use_cache"] = False
     return out
+
+
+#: The attention implementations whose code works for any head count (``config._attn_implementation``).
+_HEAD_SEARCH_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+def attention_kind(m: nn.Module) -> str | None:
+    """``"gpt2_attn"`` for a self-attention ``GPT2Attention``, ``"bert_attn"`` for a ``BertSelfAttention`` (exact
+    classes, eager or sdpa attention, the layout their ``__init__`` builds), else None: those are traced through
+    as plain code (their heads then stay fixed)."""
+    impl = getattr(getattr(m, "config", None), "_attn_implementation", None)
+    if impl not in _HEAD_SEARCH_IMPLEMENTATIONS:
+        return None
+    gpt2 = _class("transformers.models.gpt2.modeling_gpt2", "GPT2Attention")
+    if gpt2 is not None and type(m) is gpt2:
+        e, h, d = m.embed_dim, m.num_heads, m.head_dim
+        c_attn, c_proj = getattr(m, "c_attn", None), getattr(m, "c_proj", None)
+        ok = (
+            not m.is_cross_attention and h * d == e and m.split_size == e
+            and c_attn is not None and is_conv1d(c_attn) and _shape(c_attn)[1] == 3 * e
+            and c_proj is not None and is_conv1d(c_proj) and _shape(c_proj)[0] == e
+        )
+        return "gpt2_attn" if ok else None
+    bert = _class("transformers.models.bert.modeling_bert", "BertSelfAttention")
+    if bert is not None and type(m) is bert:
+        n = m.num_attention_heads * m.attention_head_size
+        ok = m.all_head_size == n and all(
+            type(getattr(m, name, None)) is nn.Linear and getattr(m, name).out_features == n
+            for name in ("query", "key", "value")
+        )
+        return "bert_attn" if ok else None
+    return None
+
+
+def _shape(m: nn.Module) -> tuple[int, ...]:
+    # Read from the parameter dict: this runs while torch.fx traces, where reading ``m.weight`` is recorded.
+    w = m._parameters.get("weight")
+    return tuple(w.shape) if w is not None else ()
+
+
+def attention_heads(m: nn.Module) -> tuple[int, int]:
+    """``(heads, head_dim)`` of an attention layer `attention_kind` accepts."""
+    if hasattr(m, "num_attention_heads"):
+        return m.num_attention_heads, m.attention_head_size
+    return m.num_heads, m.head_dim

@@ -8,7 +8,9 @@ from typing import Any
 from torch import nn
 
 from ..space import BatchNorm2d, Choice, LayerNorm, Linear
-from .groups import Analysis, Slot, Tag
+from .groups import HF_ATTENTION, Analysis, Slot, Tag
+from .hf import attention_heads
+from .hf_attention import make_searchable
 from .layers import Conv1D, Conv2d, Embedding, MultiheadAttention
 
 
@@ -67,6 +69,16 @@ def _new_layer(an: Analysis, slot: Slot, m: Any, choices: Mapping[int, Choice]) 
         if all(isinstance(v, int) for v in (i, o, h)):
             return None
         return MultiheadAttention(m, i, o, h)
+    elif slot.kind in HF_ATTENTION:
+        n_heads = attention_heads(m)[0]
+        gpt2 = slot.kind == "gpt2_attn"
+        first = m.c_attn if gpt2 else m.query  # weights: Conv1D (in, out), Linear (out, in)
+        i = size_value(an, slot.inp, first.weight.shape[0 if gpt2 else 1], choices)
+        h = size_value(an, Tag(slot.heads, 0) if slot.heads is not None else None, n_heads, choices)
+        o = size_value(an, out_tag, m.c_proj.weight.shape[1], choices) if gpt2 else 0
+        if all(isinstance(v, int) for v in (i, o, h)):
+            return None
+        return make_searchable(m, slot.kind, i, h, o)  # in place: the layer keeps its own class and forward
     else:  # pragma: no cover - kinds come from groups.convertible
         raise AssertionError(slot.kind)
     # Keep the model's own tensors (same objects: tied weights stay tied, device and dtype stay).

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..space import SuperModule
-from .groups import Member
+from .groups import HF_ATTENTION, Member
+from .hf import attention_heads
 
 METHODS = ("l1", "activation")
 
@@ -40,6 +41,8 @@ def _param_dims(m: nn.Module, member: Member) -> list[tuple[str, int]]:
 def _slices(m: nn.Module, member: Member, perm: torch.Tensor) -> list[tuple[torch.Tensor | None, int, torch.Tensor]]:
     """``[(tensor, dim, index)]``: reorder ``tensor`` along ``dim`` by ``index`` to apply ``perm`` to the group's
     channels (or heads) in layer ``m``."""
+    if member.kind in HF_ATTENTION:  # only the heads member names the layer itself; its projections have their own
+        return _hf_head_slices(m, member.kind, perm)
     if member.kind != "mha":
         out = []
         for attr, dim in _param_dims(m, member):
@@ -60,6 +63,25 @@ def _slices(m: nn.Module, member: Member, perm: torch.Tensor) -> list[tuple[torc
             (m.bias_k, 2, cols), (m.bias_v, 2, cols)]
 
 
+def _head_channels(perm: torch.Tensor, d: int) -> torch.Tensor:
+    """The channels of the heads in ``perm`` (``d`` per head), head by head."""
+    return (perm[:, None] * d + torch.arange(d)[None, :]).reshape(-1)
+
+
+def _hf_head_slices(m: nn.Module, kind: str, perm: torch.Tensor) -> list[tuple[Any, int, torch.Tensor]]:
+    """Whole heads of a Hugging Face attention layer: their q/k/v outputs (GPT-2: three blocks of ``embed_dim``
+    columns of ``c_attn``) and GPT-2's ``c_proj`` input rows (BERT's output dense reads the heads as a width
+    member of its own)."""
+    d = attention_heads(m)[1]
+    cols = _head_channels(perm, d)
+    if kind == "gpt2_attn":
+        e = m.c_attn.weight.shape[1] // 3
+        packed = torch.cat([cols + s * e for s in range(3)])
+        return [(m.c_attn.weight, 1, packed), (m.c_attn.bias, 0, packed), (m.c_proj.weight, 0, cols)]
+    return [(getattr(m, p).weight if n == "weight" else getattr(m, p).bias, 0, cols)
+            for p in ("query", "key", "value") for n in ("weight", "bias")]
+
+
 def _index(perm: torch.Tensor, member: Member, size: int) -> torch.Tensor:
     """Positions along the layer's dim: the fixed ``offset`` entries, then ``mult`` entries per channel."""
     block = (perm[:, None] * member.mult + torch.arange(member.mult)[None, :]).reshape(-1) + member.offset
@@ -69,6 +91,14 @@ def _index(perm: torch.Tensor, member: Member, size: int) -> torch.Tensor:
 
 
 def _l1(m: nn.Module, member: Member) -> torch.Tensor:
+    if member.kind in HF_ATTENTION:  # a head: its q/k/v weights (and GPT-2's c_proj rows)
+        h, d = attention_heads(m)
+        if member.kind == "gpt2_attn":
+            qkv = m.c_attn.weight.detach().float().abs()
+            return qkv.view(qkv.shape[0], 3, h, d).sum((0, 1, 3)) + m.c_proj.weight.detach().float().abs().view(
+                h, d, -1).sum((1, 2))
+        return sum(getattr(m, p).weight.detach().float().abs().view(h, d, -1).sum((1, 2))
+                   for p in ("query", "key", "value"))
     if member.kind == "mha":
         wo = m.out_proj.weight.detach().float().abs()
         if member.role == "out":
@@ -192,7 +222,7 @@ def sort_channels(space: SuperModule, data: Any = None, method: str = "l1", batc
         perms[name] = perm.tolist()
         for mb in members:
             m = space.net.get_submodule(mb.path)
-            if mb.role == "heads" and perm.tolist() != sorted(perm.tolist()):
+            if mb.kind == "mha" and mb.role == "heads" and perm.tolist() != sorted(perm.tolist()):
                 m.heads_reordered = True  # it then refuses per-head masks, which are made for the first order
             for t, dim, idx in _slices(m, mb, perm):
                 if not isinstance(t, torch.Tensor) or (id(t), dim) in done:

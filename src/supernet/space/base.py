@@ -95,6 +95,11 @@ def extract_module(module: nn.Module) -> nn.Module:
     new._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
     new._modules = OrderedDict((k, None if m is None else extract_module(m)) for k, m in module._modules.items())
     for key, val in list(new.__dict__.items()):
+        # Own hook registries (with the hooks present now): code that registers hooks on the copy later (Hugging
+        # Face's output capturing) must not register them on the supernet too, nor the other way round.
+        if "hooks" in key and isinstance(val, dict):
+            new.__dict__[key] = type(val)(val)
+    for key, val in list(new.__dict__.items()):
         if isinstance(val, Value):
             raise TypeError(
                 f"{type(module).__name__}.{key} holds a search-space value; only supernet layers "
