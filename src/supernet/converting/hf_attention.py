@@ -26,12 +26,12 @@ import torch
 from torch import nn
 
 from ..space import Linear
-from ..space.base import Kind, Searchable, copy_param, extract_module
+from ..space.base import Kind, Searchable, extract_module
 from ..space.choice import Value, current_int, max_int
 from ..space.layers import _check_dim, prefix
 from ..space.superposition import mix_plan, scaled
 from .hf import attention_heads
-from .layers import Conv1D
+from .layers import Conv1D, conv1d_like
 
 
 def _refuse_mixed_heads(plan: Any, index: int) -> None:
@@ -99,12 +99,7 @@ class QKVConv1D(Searchable):
 
     def extract(self) -> nn.Module:
         """A layer of the replaced class (``Conv1D(nf=3 * h * D, nx=in)``) with the active heads' columns."""
-        w, b = self.sliced(self.active())
-        out = self._cls.__new__(self._cls)
-        nn.Module.__init__(out)
-        out.nf, out.nx = w.shape[1], w.shape[0]
-        out.weight, out.bias = copy_param(w), copy_param(b)
-        return out
+        return conv1d_like(self._cls, *self.sliced(self.active()))
 
     def extra_repr(self) -> str:
         return f"nx={self.in_features}, heads={self.heads}, head_dim={self.head_dim} (packed q/k/v)"

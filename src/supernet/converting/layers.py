@@ -61,6 +61,16 @@ class Conv2d(_Conv2d):
                 f"padding={self.padding}" + (", depthwise" if self.depthwise else ""))
 
 
+def conv1d_like(cls: type[nn.Module], weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """A layer of Hugging Face's ``Conv1D`` class ``cls`` (a transposed linear: ``weight`` is ``(nx, nf)``) holding
+    copies of ``weight`` and ``bias``, built without its ``__init__`` (which would draw random weights)."""
+    out = cls.__new__(cls)
+    nn.Module.__init__(out)
+    out.nf, out.nx = weight.shape[1], weight.shape[0]
+    out.weight, out.bias = copy_param(weight), copy_param(bias)
+    return out
+
+
 class Conv1D(_Linear):
     """The entangled `supernet.Linear` for a transposed linear layer, Hugging Face's ``Conv1D`` (GPT-2): the
     weight is ``(in_features, out_features)`` and a subnet slices ``weight[:in, :out]``. It holds the layer's
@@ -102,12 +112,7 @@ class Conv1D(_Linear):
 
     def extract(self) -> nn.Module:  # type: ignore[override]
         """A layer of the replaced class (e.g. ``Conv1D(nf=out, nx=in)``) with the active slice of the weights."""
-        w, b = self.active_weights()
-        out = self._cls.__new__(self._cls)
-        nn.Module.__init__(out)
-        out.nf, out.nx = w.shape[1], w.shape[0]
-        out.weight, out.bias = copy_param(w), copy_param(b)
-        return out
+        return conv1d_like(self._cls, *self.active_weights())
 
     def extra_repr(self) -> str:
         return f"nx={self.in_features}, nf={self.out_features} (transposed linear)"
