@@ -79,6 +79,34 @@ def test_the_alpha_step_keeps_other_paths_probabilities_and_the_latency_loss_low
         assert float(torch.logsumexp(strat.alphas.alpha[name].detach()[[a, b]], 0)) == pytest.approx(before, abs=1e-5)
 
 
+def test_the_hinge_latency_loss_pulls_only_above_the_target(tmp_path) -> None:
+    space = tiny_space("nb201")
+    path = _cost_table(space, tmp_path)
+    table = CostTable.load(path)
+    low, high = table.extremes()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    task = sn.training.ClassificationTask((x[:12], y[:12]), (x[12:], y[12:]))
+
+    def term(target: float) -> tuple[float, float]:
+        strat = sn.training.strategies.make_strategy(
+            "proxyless", {"latency_table": path, "latency_weight": 2.0, "latency_target": target,
+                          "latency_loss": "hinge"})
+        sn.train(space, task, strat, {"steps": 1, "batch_size": 4, "progress": False}, device="cpu")
+        for a in strat.alphas.alpha.values():
+            a.grad = None
+        value = strat.latency_term()
+        value.backward()
+        grads = sum(float(a.grad.abs().sum()) for a in strat.alphas.alpha.values() if a.grad is not None)
+        expected = 2.0 * max(0.0, float(strat.expected_latency()) / target - 1.0)
+        assert float(value) == pytest.approx(expected, rel=1e-9)
+        return float(value), grads
+
+    above, grad_above = term(low + 0.1 * (high - low))  # expected latency (near the middle) above the target
+    assert above > 0 and grad_above > 0
+    assert term(2 * high) == (0.0, 0.0)  # under the target: no pull at all
+
+
 def test_proxyless_runs_on_cell_and_entangled_spaces_and_resumes_exactly(tmp_path, monkeypatch) -> None:
     space = tiny_space("gpt")
     run = sn.train(space, sn.training.make_task(sn.data.char_text("abcdefghij " * 40), block_size=8), "proxyless",

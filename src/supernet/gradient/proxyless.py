@@ -14,8 +14,10 @@
   ``L_CE + latency_weight * E[latency] / latency_target`` with ``E[latency] = c0 + sum_d sum_i p_{d,i} T_d[i]``
   (the paper's expected latency, differentiable in alpha; a decision that only some archs use, such as a block's
   kernel beyond a depth choice, has its term weighted by the probability that it is active, `CostTable.moments`);
-  ``latency_target`` defaults to the midpoint of the table's range. The expected latency is logged as
-  ``expected_latency``.
+  ``latency_target`` defaults to the midpoint of the table's range. With ``latency_loss="hinge"`` the term is
+  ``latency_weight * max(0, E[latency] / latency_target - 1)``: no pull below the target, so the target acts as a
+  budget (the search spends it on accuracy) rather than as a scale of an ever-present pull toward faster archs (the
+  paper's additive form, ``"linear"``, the default). The expected latency is logged as ``expected_latency``.
 
 Deliberate differences: the alpha step is first-order only (as the paper), Adam settings as the other gradient
 strategies; the table is fitted to whole timed subnets (`supernet.cost.latency_table`) rather than per-layer
@@ -24,7 +26,7 @@ timings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -83,6 +85,10 @@ class ProxylessOptions(GradientOptions):
     latency_table: str | None = Field(None, description="cost table JSON (supernet latency) for the latency loss")
     latency_weight: float = Field(0.1, ge=0, description="weight of E[latency] / target in the alpha loss")
     latency_target: float | None = Field(None, gt=0, description="latency scale (default: the table's midpoint)")
+    latency_loss: Literal["linear", "hinge"] = Field(
+        "linear",
+        description="linear: weight * E[lat] / target (the paper's); hinge: weight * max(0, E[lat] / target - 1)",
+    )
 
 
 @register_strategy("proxyless")
@@ -115,8 +121,12 @@ class ProxylessNAS(GradientStrategy):
         return mean if torch.is_tensor(mean) else torch.tensor(mean, dtype=torch.float64)
 
     def latency_term(self) -> torch.Tensor:
-        """The alpha loss's latency term, ``latency_weight * E[latency] / target``."""
-        return self.options.latency_weight * self.expected_latency() / self.target
+        """The alpha loss's latency term: ``latency_weight * E[latency] / target``, or with the hinge loss
+        ``latency_weight * max(0, E[latency] / target - 1)``."""
+        ratio = self.expected_latency() / self.target
+        if self.options.latency_loss == "hinge":
+            ratio = torch.relu(ratio - 1.0)
+        return self.options.latency_weight * ratio
 
     def alpha_sample(self, progress: float) -> dict[Choice, Mix]:
         mixes = self.sample(progress)  # decided decisions stay one-hot
