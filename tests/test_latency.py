@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 
@@ -259,7 +260,7 @@ def test_the_default_fit_keeps_every_entry_non_negative_where_least_squares_woul
         arch = space.arch
         return 2.0 + sum(OP_COST[arch[f"op{b}"]] for b in range(arch["depth"])) - 0.5 * (arch["op0"] == "a")
 
-    free = CostTable.fit(space, measure, 12, 0, nonnegative=False)
+    free = CostTable.fit(space, measure, 12, 0, method="lstsq")
     table = CostTable.fit(space, measure, 12, 0)
     assert free.meta["fit"] == "lstsq" and table.meta["fit"] == "nnls"
     assert min(min(t) for t in free.tables.values()) < 0
@@ -271,3 +272,35 @@ def test_the_default_fit_keeps_every_entry_non_negative_where_least_squares_woul
         truth.append(measure())
     assert [table.arch_cost(a) for a in archs] == pytest.approx(truth, abs=1e-9)
     assert [free.arch_cost(a) for a in archs] == pytest.approx(truth, abs=1e-9)
+
+
+def test_the_monotone_fit_is_exact_on_a_monotone_cost_and_never_makes_a_larger_option_cheaper() -> None:
+    from tiny_spaces import tiny_space
+
+    space = tiny_space("mobilenet")
+    exact = CostTable.fit(space, lambda: _planted_product(space)(None, None), 20, 0, method="monotone")
+    assert exact.meta["fit"] == "monotone" and exact.r2 == pytest.approx(1.0)
+    fresh = [space.sample(seed=300 + s) for s in range(10)]
+    truth = []
+    for arch in fresh:
+        space.set_arch(arch)
+        truth.append(_planted_product(space)(None, None))
+    assert [exact.arch_cost(a) for a in fresh] == pytest.approx(truth, rel=1e-7)
+    # timing noise as large as the option differences: entries still grow with every numeric option
+    rng = random.Random(0)
+    noisy = CostTable.fit(space, lambda: _planted_product(space)(None, None) * rng.uniform(0.5, 1.5), 20, 0,
+                          method="monotone")
+
+    def increasing(values: list[float], options: list) -> bool:
+        order = sorted(range(len(options)), key=lambda i: options[i])
+        return all(values[i] <= values[j] + 1e-12 for i, j in zip(order, order[1:], strict=False))
+
+    for name, t in noisy.tables.items():
+        assert min(t) >= 0 and increasing(t, noisy.options[name])
+    for key, t in noisy.pairs.items():
+        a, b = cost.pair_names(key)
+        na, nb = len(noisy.options[a]), len(noisy.options[b])
+        assert all(increasing([t[i * nb + j] for j in range(nb)], noisy.options[b]) for i in range(na))
+        assert all(increasing([t[i * nb + j] for i in range(na)], noisy.options[a]) for j in range(nb))
+    with pytest.raises(ValueError, match="nnls, monotone, lstsq"):
+        CostTable.fit(space, lambda: 1.0, 1, 0, method="ols")

@@ -202,7 +202,7 @@ class CostTable:
         unit: str = "",
         archs: Sequence[Mapping[str, Any]] | None = None,
         interactions: bool = True,
-        nonnegative: bool = True,
+        method: str = "nnls",
     ) -> CostTable:
         """Fit to ``measure()`` of the active subnet for the largest and smallest archs, one random arch per
         decision and option with that option forced (so no option is only ever seen beside the same others), and
@@ -210,10 +210,14 @@ class CostTable:
         out (their cost is part of the bias). With ``interactions``, pairs of decisions that one layer reads together
         get a joint term, and one random arch per combination of each pair is measured too, unless the pairs have
         more than `MAX_PAIR_CELLS` combinations in all (then none is used; ``meta["interactions"]`` says so).
-        ``nonnegative`` (the default) fits by non-negative least squares: every entry and the bias is a cost of its
-        own, never below zero. Without it (plain least squares), the fit is free to give an option a negative share
+        ``method``: ``"nnls"`` (the default) fits by non-negative least squares: every entry and the bias is a cost
+        of its own, never below zero. ``"lstsq"`` (plain least squares) is free to give an option a negative share
         where measurements are noisy or options collinear (a block's options against the depth that keeps it), which
         a search minimising the expected cost then exploits: a negative entry makes a block "cheaper than absent".
+        ``"monotone"`` is non-negative and, for a decision whose options are numbers (a kernel size, an expand ratio,
+        a width, a depth), non-decreasing in the option's value (a pair's cells in both): each entry is a sum of
+        non-negative increments, one per step up the sorted options, so timing noise cannot make a larger option
+        cheaper than a smaller one.
         ``meta["design_rank"]`` below ``meta["free_parameters"]`` means the
         archs did not determine every option's share."""
         decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
@@ -248,10 +252,19 @@ class CostTable:
         finally:
             space.set_arch(previous)
         x, y = torch.tensor(rows, dtype=torch.float64), torch.tensor(costs, dtype=torch.float64)
-        if nonnegative:
+        if method == "nnls":
             coef = _nonnegative_lstsq(x, y)
-        else:
+        elif method == "monotone":  # entries = steps @ increments, increments >= 0
+            steps = torch.block_diag(
+                torch.ones(1, 1, dtype=torch.float64),
+                *[_steps(c.options) for _, c in decisions],
+                *[torch.kron(_steps(space.decisions[a].options), _steps(space.decisions[b].options)) for a, b in pairs],
+            )
+            coef = steps @ _nonnegative_lstsq(x @ steps, y)
+        elif method == "lstsq":
             coef = torch.linalg.lstsq(x, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+        else:
+            raise ValueError(f"cost table fit method must be one of nnls, monotone, lstsq; got {method!r}")
         tables, i = {}, 1
         for name, c in decisions:
             tables[name] = coef[i : i + len(c.options)].tolist()
@@ -265,7 +278,7 @@ class CostTable:
                 "free_parameters": 1 + sum(len(c.options) - 1 for _, c in decisions)
                 + sum((len(space.decisions[a].options) - 1) * (len(space.decisions[b].options) - 1) for a, b in pairs),
                 "gates_exact": gates_match(space, gates, list(archs)), "interactions": note,
-                "fit": "nnls" if nonnegative else "lstsq"}
+                "fit": method}
         return cls(float(coef[0]), tables, _r2(y, x @ coef), {n: c.options for n, c in decisions}, unit, meta, gates,
                    pair_tables)
 
@@ -374,6 +387,16 @@ def _option_index(options: list[Any], option: Any, name: str) -> int:
     raise ValueError(f"decision {name!r} has no option {option!r} in this cost table (options: {options})")
 
 
+def _steps(options: Sequence[Any]) -> torch.Tensor:
+    """``M`` with ``entries = M @ increments``: for numeric options, ``M[o, r] = 1`` when option ``o`` is at least
+    the ``r``-th smallest (so entries grow with the option's value); for other options the identity."""
+    n = len(options)
+    if not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
+        return torch.eye(n, dtype=torch.float64)
+    rank = {i: r for r, i in enumerate(sorted(range(n), key=lambda i: options[i]))}
+    return torch.tensor([[float(rank[i] >= r) for r in range(n)] for i in range(n)], dtype=torch.float64)
+
+
 def _nonnegative_lstsq(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``argmin |x c - y|`` over ``c >= 0`` (scipy's active-set NNLS), on ``y`` scaled to unit size for the solver's
     tolerances (latencies are milliseconds)."""
@@ -411,6 +434,7 @@ def latency_table(
     seed: int = 0,
     progress: bool = True,
     clock: str = "wall",
+    method: str = "nnls",
 ) -> CostTable:
     """A latency lookup table of ``space`` on ``device``: per decision and option, its additive share of the
     measured latency (seconds) of whole extracted subnets, so an arch's latency is predicted as a sum.
@@ -419,7 +443,8 @@ def latency_table(
     arch per option with that option forced, see `CostTable.fit`) are extracted and timed end to end (`latency`:
     ``warmup`` runs, then the median of ``repeats``), and the table is fitted to them by least squares;
     ``holdout`` further random archs are timed to validate it (``meta["holdout"]``: R^2, mean and max absolute
-    relative error of the predictions). ``clock`` is `latency`'s (``"cpu"`` on a shared machine, one thread).
+    relative error of the predictions). ``clock`` is `latency`'s (``"cpu"`` on a shared machine, one thread);
+    ``method`` is `CostTable.fit`'s (``"nnls"``, ``"monotone"`` or ``"lstsq"``).
     Deliberate difference from per-layer lookup tables
     (ProxylessNAS, FBNet): whole-net timings include what per-layer timers miss (memory traffic between layers,
     framework overhead), and need no hook into every layer of a user's network.
@@ -441,7 +466,7 @@ def latency_table(
         return value
 
     try:
-        table = CostTable.fit(space, measure, samples, seed, unit="s")
+        table = CostTable.fit(space, measure, samples, seed, unit="s", method=method)
         rng = random.Random(seed + 1)
         previous = space.arch
         checks = []
