@@ -3,10 +3,10 @@
 For each space (the ready ``mobilenet`` and ``gpt`` spaces with their default sizes), the script
 
 1. builds a latency table as `supernet.cost.latency_table` does (``--samples`` random archs plus the largest, the
-   smallest and one per forced option, timed end to end and fitted by non-negative least squares; the build time
-   is reported), and beside it a plain least-squares fit and a monotone fit (`CostTable.fit(method="monotone")`)
-   of the very same timings (their rhos and the count of negative entries are reported: what each fit costs or
-   gains, free of timing differences);
+   smallest and one per forced option, timed end to end and fitted as `CostTable.fit` does by default: monotone
+   non-negative least squares; the build time is reported), and beside it a non-negative fit without the
+   monotone steps (``nnls``) and a plain least-squares fit of the very same timings (their rhos, and the plain
+   fit's count of negative entries: what each constraint costs or gains, free of timing differences);
 2. draws ``--archs`` *fresh* random archs (another seed, none of them used by the fit), measures each extracted
    subnet end to end with `supernet.cost.latency` (``--warmup`` runs, then the median of ``--repeats``), and
 3. compares the table's predictions with the measurements (the mean of two timing passes): Spearman rho [95 %
@@ -80,7 +80,7 @@ def validate(name: str, args: argparse.Namespace) -> dict[str, Any]:
         timed_fit.append((dict(space.arch), value))
         return value
 
-    # the fit latency_table makes (non-negative least squares), recording its timings ...
+    # the fit latency_table makes (monotone, the default), recording its timings ...
     table = cost.CostTable.fit(space, measure, args.samples, args.seed, unit="s")
     build_s = time.perf_counter() - start
     # ... and plain least squares on the very same timings, for the side-by-side row
@@ -89,11 +89,11 @@ def validate(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return cost.CostTable.fit(space, lambda: next(replay), 0, args.seed, unit="s",
                                   archs=[a for a, _ in timed_fit], method=method)
 
-    free, mono = refit("lstsq"), refit("monotone")
+    free, nnls = refit("lstsq"), refit("nnls")
     rng = random.Random(args.seed + 1000)  # not the fit's archs
     archs = [space.sample(rng=rng) for _ in range(args.archs)]
     passes: list[list[float]] = [[], []]
-    predicted, predicted_free, predicted_mono, flops, params = [], [], [], [], []
+    predicted, predicted_free, predicted_nnls, flops, params = [], [], [], [], []
     previous = space.arch
     try:
         # Two timing passes over the archs: their agreement is the noise ceiling of any prediction.
@@ -105,7 +105,7 @@ def validate(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 if k == 0:
                     predicted.append(table.arch_cost(arch))
                     predicted_free.append(free.arch_cost(arch))
-                    predicted_mono.append(mono.arch_cost(arch))
+                    predicted_nnls.append(nnls.arch_cost(arch))
                     sub = space.extract(arch)
                     flops.append(cost.flops(sub, x))
                     params.append(cost.params(sub))
@@ -129,9 +129,10 @@ def validate(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "tau": float(stats.kendalltau(predicted, measured).statistic),
         "lstsq_rho": float(stats.spearmanr(predicted_free, measured).statistic),
         "lstsq_rho_ci": bootstrap_rho(predicted_free, measured),
-        "monotone_rho": float(stats.spearmanr(predicted_mono, measured).statistic),
-        "monotone_rho_ci": bootstrap_rho(predicted_mono, measured),
-        "negative_entries": {"nnls": _negatives(table), "lstsq": _negatives(free)},
+        "fit": table.meta["fit"],
+        "nnls_rho": float(stats.spearmanr(predicted_nnls, measured).statistic),
+        "nnls_rho_ci": bootstrap_rho(predicted_nnls, measured),
+        "negative_entries": {"lstsq": _negatives(free)},
         "median_rel_error": statistics.median(rel),
         "p90_rel_error": rel[int(0.9 * (len(rel) - 1))],
         "flops_rho": float(stats.spearmanr(flops, measured).statistic),
@@ -150,14 +151,14 @@ def _negatives(table: cost.CostTable) -> int:
 def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The results as a Markdown table with the settings above it."""
     lines = [
-        f"Latency table vs measured latency ({args.clock} clock), device {args.device}, {torch.get_num_threads()} "
-        f"thread(s), batch "
+        f"Latency table ({rows[0]['fit'] if rows else ''} fit) vs measured latency ({args.clock} clock), device "
+        f"{args.device}, {torch.get_num_threads()} thread(s), batch "
         f"{args.batch}, median of {args.repeats} after {args.warmup} warm-up runs; table fitted on {args.samples} "
         f"archs + extremes + one per forced option; {args.archs} fresh archs (target rho >= {TARGET_RHO}).",
         "",
         "| space | archs | rho [95 % CI] | tau | median rel. err | p90 rel. err | FLOPs rho | params rho | "
-        "retest rho | plain lstsq fit rho [95 % CI], same timings | monotone fit rho [95 % CI], same timings | "
-        "negative entries (nnls / lstsq) | "
+        "retest rho | nnls fit rho [95 % CI], same timings | plain lstsq fit rho [95 % CI], same timings | "
+        "negative lstsq entries | "
         "latency range (ms) | table build (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -166,9 +167,9 @@ def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r['space']} | {r['archs']} | {r['rho']:.3f} [{lo:.3f}, {hi:.3f}] | {r['tau']:.3f} | "
             f"{100 * r['median_rel_error']:.1f} % | {100 * r['p90_rel_error']:.1f} % | {r['flops_rho']:.3f} | "
-            f"{r['params_rho']:.3f} | {r['retest_rho']:.3f} | {r['lstsq_rho']:.3f} [{r['lstsq_rho_ci'][0]:.3f}, "
-            f"{r['lstsq_rho_ci'][1]:.3f}] | {r['monotone_rho']:.3f} [{r['monotone_rho_ci'][0]:.3f}, "
-            f"{r['monotone_rho_ci'][1]:.3f}] | {r['negative_entries']['nnls']} / {r['negative_entries']['lstsq']} | "
+            f"{r['params_rho']:.3f} | {r['retest_rho']:.3f} | {r['nnls_rho']:.3f} [{r['nnls_rho_ci'][0]:.3f}, "
+            f"{r['nnls_rho_ci'][1]:.3f}] | {r['lstsq_rho']:.3f} [{r['lstsq_rho_ci'][0]:.3f}, "
+            f"{r['lstsq_rho_ci'][1]:.3f}] | {r['negative_entries']['lstsq']} | "
             f"{r['latency_ms'][0]:.2f}-{r['latency_ms'][1]:.2f} | "
             f"{r['table_build_s']:.0f} |"
         )

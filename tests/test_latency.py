@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -261,8 +262,10 @@ def test_the_default_fit_keeps_every_entry_non_negative_where_least_squares_woul
         return 2.0 + sum(OP_COST[arch[f"op{b}"]] for b in range(arch["depth"])) - 0.5 * (arch["op0"] == "a")
 
     free = CostTable.fit(space, measure, 12, 0, method="lstsq")
-    table = CostTable.fit(space, measure, 12, 0)
+    table = CostTable.fit(space, measure, 12, 0, method="nnls")
     assert free.meta["fit"] == "lstsq" and table.meta["fit"] == "nnls"
+    default = CostTable.fit(space, measure, 12, 0)
+    assert default.meta["fit"] == "monotone" and min(min(t) for t in default.tables.values()) >= 0
     assert min(min(t) for t in free.tables.values()) < 0
     assert min(min(t) for t in table.tables.values()) >= 0 and table.bias >= 0
     archs = [{"depth": d, "op0": x, "op1": y, "op2": z} for d in (1, 2, 3) for x in "abc" for y in "abc" for z in "abc"]
@@ -272,13 +275,14 @@ def test_the_default_fit_keeps_every_entry_non_negative_where_least_squares_woul
         truth.append(measure())
     assert [table.arch_cost(a) for a in archs] == pytest.approx(truth, abs=1e-9)
     assert [free.arch_cost(a) for a in archs] == pytest.approx(truth, abs=1e-9)
+    assert [default.arch_cost(a) for a in archs] == pytest.approx(truth, abs=1e-9)
 
 
 def test_the_monotone_fit_is_exact_on_a_monotone_cost_and_never_makes_a_larger_option_cheaper() -> None:
     from tiny_spaces import tiny_space
 
     space = tiny_space("mobilenet")
-    exact = CostTable.fit(space, lambda: _planted_product(space)(None, None), 20, 0, method="monotone")
+    exact = CostTable.fit(space, lambda: _planted_product(space)(None, None), 20, 0)
     assert exact.meta["fit"] == "monotone" and exact.r2 == pytest.approx(1.0)
     fresh = [space.sample(seed=300 + s) for s in range(10)]
     truth = []
@@ -293,7 +297,7 @@ def test_the_monotone_fit_is_exact_on_a_monotone_cost_and_never_makes_a_larger_o
 
     def increasing(values: list[float], options: list) -> bool:
         order = sorted(range(len(options)), key=lambda i: options[i])
-        return all(values[i] <= values[j] + 1e-12 for i, j in zip(order, order[1:], strict=False))
+        return all(values[i] <= values[j] + 1e-12 for i, j in itertools.pairwise(order))
 
     for name, t in noisy.tables.items():
         assert min(t) >= 0 and increasing(t, noisy.options[name])

@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .files import FileModel, read_json, write_json
 from .space import SuperModule, contains_searchable, extract_module
 from .space.activity import decision_gates, gates_match, interacting_decisions, is_active
+from .space.kinds import decision_kinds
 
 
 def active_network(module: nn.Module) -> nn.Module:
@@ -202,7 +203,7 @@ class CostTable:
         unit: str = "",
         archs: Sequence[Mapping[str, Any]] | None = None,
         interactions: bool = True,
-        method: str = "nnls",
+        method: str = "monotone",
     ) -> CostTable:
         """Fit to ``measure()`` of the active subnet for the largest and smallest archs, one random arch per
         decision and option with that option forced (so no option is only ever seen beside the same others), and
@@ -210,14 +211,15 @@ class CostTable:
         out (their cost is part of the bias). With ``interactions``, pairs of decisions that one layer reads together
         get a joint term, and one random arch per combination of each pair is measured too, unless the pairs have
         more than `MAX_PAIR_CELLS` combinations in all (then none is used; ``meta["interactions"]`` says so).
-        ``method``: ``"nnls"`` (the default) fits by non-negative least squares: every entry and the bias is a cost
-        of its own, never below zero. ``"lstsq"`` (plain least squares) is free to give an option a negative share
+        ``method``: ``"nnls"`` fits by non-negative least squares: every entry and the bias is a cost of its own,
+        never below zero. ``"lstsq"`` (plain least squares) is free to give an option a negative share
         where measurements are noisy or options collinear (a block's options against the depth that keeps it), which
         a search minimising the expected cost then exploits: a negative entry makes a block "cheaper than absent".
-        ``"monotone"`` is non-negative and, for a decision whose options are numbers (a kernel size, an expand ratio,
-        a width, a depth), non-decreasing in the option's value (a pair's cells in both): each entry is a sum of
-        non-negative increments, one per step up the sorted options, so timing noise cannot make a larger option
-        cheaper than a smaller one.
+        ``"monotone"`` (the default) is non-negative and, for a *size* decision (kind kernel, depth or width,
+        `supernet.space.kinds.decision_kinds`: a kernel size, an expand ratio, a width, a depth), non-decreasing in
+        the option's value (a pair's cells in both): each entry is a sum of non-negative increments, one per step up
+        the sorted options, so timing noise cannot make a larger option cheaper than a smaller one. Other decisions
+        (operations, input indices, anything a layer does not declare as a size) are only non-negative.
         ``meta["design_rank"]`` below ``meta["free_parameters"]`` means the
         archs did not determine every option's share."""
         decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
@@ -255,10 +257,15 @@ class CostTable:
         if method == "nnls":
             coef = _nonnegative_lstsq(x, y)
         elif method == "monotone":  # entries = steps @ increments, increments >= 0
+            sizes = {n for n, k in decision_kinds(space).items() if k != "other"}
+
+            def steps_of(name: str) -> torch.Tensor:
+                return _steps(space.decisions[name].options, name in sizes)
+
             steps = torch.block_diag(
                 torch.ones(1, 1, dtype=torch.float64),
-                *[_steps(c.options) for _, c in decisions],
-                *[torch.kron(_steps(space.decisions[a].options), _steps(space.decisions[b].options)) for a, b in pairs],
+                *[steps_of(n) for n, _ in decisions],
+                *[torch.kron(steps_of(a), steps_of(b)) for a, b in pairs],
             )
             coef = steps @ _nonnegative_lstsq(x @ steps, y)
         elif method == "lstsq":
@@ -387,11 +394,11 @@ def _option_index(options: list[Any], option: Any, name: str) -> int:
     raise ValueError(f"decision {name!r} has no option {option!r} in this cost table (options: {options})")
 
 
-def _steps(options: Sequence[Any]) -> torch.Tensor:
-    """``M`` with ``entries = M @ increments``: for numeric options, ``M[o, r] = 1`` when option ``o`` is at least
-    the ``r``-th smallest (so entries grow with the option's value); for other options the identity."""
+def _steps(options: Sequence[Any], size: bool) -> torch.Tensor:
+    """``M`` with ``entries = M @ increments``: for a ``size`` decision with numeric options, ``M[o, r] = 1`` when
+    option ``o`` is at least the ``r``-th smallest (so entries grow with the option's value); else the identity."""
     n = len(options)
-    if not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
+    if not size or not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
         return torch.eye(n, dtype=torch.float64)
     rank = {i: r for r, i in enumerate(sorted(range(n), key=lambda i: options[i]))}
     return torch.tensor([[float(rank[i] >= r) for r in range(n)] for i in range(n)], dtype=torch.float64)
@@ -434,7 +441,7 @@ def latency_table(
     seed: int = 0,
     progress: bool = True,
     clock: str = "wall",
-    method: str = "nnls",
+    method: str = "monotone",
 ) -> CostTable:
     """A latency lookup table of ``space`` on ``device``: per decision and option, its additive share of the
     measured latency (seconds) of whole extracted subnets, so an arch's latency is predicted as a sum.
@@ -444,7 +451,8 @@ def latency_table(
     ``warmup`` runs, then the median of ``repeats``), and the table is fitted to them by least squares;
     ``holdout`` further random archs are timed to validate it (``meta["holdout"]``: R^2, mean and max absolute
     relative error of the predictions). ``clock`` is `latency`'s (``"cpu"`` on a shared machine, one thread);
-    ``method`` is `CostTable.fit`'s (``"nnls"``, ``"monotone"`` or ``"lstsq"``).
+    ``method`` is `CostTable.fit`'s (``"monotone"``, ``"nnls"`` or ``"lstsq"``; measured side by side on the same
+    timings by ``benchmarks/latency_table.py``: monotone ranked fresh archs best on both ready spaces it was run on).
     Deliberate difference from per-layer lookup tables
     (ProxylessNAS, FBNet): whole-net timings include what per-layer timers miss (memory traffic between layers,
     framework overhead), and need no hook into every layer of a user's network.
