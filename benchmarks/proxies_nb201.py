@@ -48,6 +48,10 @@ Protocol and settings (each with its source)
   bench evaluates (its `BenchConfig` from ``bench.json``, its data split, `supernet.training.evaluate_many` with its
   BN-recalibration and evaluation settings); archs the bench itself evaluated are checked to give the same numbers.
 
+The run outgrows one working session on a 2-core machine, so its cache is kept in the repository:
+``benchmarks/results/proxies_nb201/`` (``--out`` there; ``cache.jsonl``, ``settings.json``, the latest
+``report.md``) holds every value computed so far with the default settings, and each session continues it.
+
 Resuming: every result is appended to ``OUT/cache.jsonl`` as it is computed (per arch and seed: each proxy's value
 and seconds; per arch: the supernet's accuracy). Re-running continues; ``--proxies`` picks what to compute (the
 report also shows every other proxy the cache holds for all evaluated archs); a later run with more proxies, seeds,
@@ -67,9 +71,9 @@ vkdnw (it resumes), or vkdnw on a GPU.
 
     # the full run, cheap proxies first (1,000 + 100 archs, supernet hybrids), then vkdnw
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxies_nb201.py --data-dir ../shared/data \\
-        --supernet-run runs/ranking_matrix-cpu/pada-s0 --exclude vkdnw
+        --supernet-run runs/ranking_matrix-cpu/pada-s0 --exclude vkdnw --out benchmarks/results/proxies_nb201
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxies_nb201.py --data-dir ../shared/data \\
-        --supernet-run runs/ranking_matrix-cpu/pada-s0          # every proxy: adds vkdnw (and the VKDNW_agg rows)
+        --supernet-run runs/ranking_matrix-cpu/pada-s0 --out benchmarks/results/proxies_nb201  # adds vkdnw
     # a tiny end-to-end check at the full network size (about a minute; 8 labels: LightGBM needs > 6 to split)
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxies_nb201.py --archs 8 --labels 8 --proxies nwot,jacov,zico \\
         --out /tmp/proxies_nb201-tiny --resamples 200
