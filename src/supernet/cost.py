@@ -222,6 +222,8 @@ class CostTable:
         (operations, input indices, anything a layer does not declare as a size) are only non-negative.
         ``meta["design_rank"]`` below ``meta["free_parameters"]`` means the
         archs did not determine every option's share."""
+        if method not in FIT_METHODS:  # before any (slow) measurement
+            raise ValueError(f"cost table fit method must be one of {', '.join(FIT_METHODS)}; got {method!r}")
         decisions = [(n, c) for n, c in space.decisions.items() if len(c.options) > 1]
         gates = decision_gates(space)
         pairs = interacting_decisions(space) if interactions else []
@@ -268,10 +270,8 @@ class CostTable:
                 *[torch.kron(steps_of(a), steps_of(b)) for a, b in pairs],
             )
             coef = steps @ _nonnegative_lstsq(x @ steps, y)
-        elif method == "lstsq":
-            coef = torch.linalg.lstsq(x, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
         else:
-            raise ValueError(f"cost table fit method must be one of nnls, monotone, lstsq; got {method!r}")
+            coef = torch.linalg.lstsq(x, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
         tables, i = {}, 1
         for name, c in decisions:
             tables[name] = coef[i : i + len(c.options)].tolist()
@@ -394,6 +394,10 @@ def _option_index(options: list[Any], option: Any, name: str) -> int:
     raise ValueError(f"decision {name!r} has no option {option!r} in this cost table (options: {options})")
 
 
+FIT_METHODS = ("nnls", "monotone", "lstsq")
+"""`CostTable.fit` methods."""
+
+
 def _steps(options: Sequence[Any], size: bool) -> torch.Tensor:
     """``M`` with ``entries = M @ increments``: for a ``size`` decision with numeric options, ``M[o, r] = 1`` when
     option ``o`` is at least the ``r``-th smallest (so entries grow with the option's value); else the identity."""
@@ -448,7 +452,7 @@ def latency_table(
 
     Each option is measured in context: ``samples`` random archs (plus the largest, the smallest and one random
     arch per option with that option forced, see `CostTable.fit`) are extracted and timed end to end (`latency`:
-    ``warmup`` runs, then the median of ``repeats``), and the table is fitted to them by least squares;
+    ``warmup`` runs, then the median of ``repeats``), and the table is fitted to them (``method``, below);
     ``holdout`` further random archs are timed to validate it (``meta["holdout"]``: R^2, mean and max absolute
     relative error of the predictions). ``clock`` is `latency`'s (``"cpu"`` on a shared machine, one thread);
     ``method`` is `CostTable.fit`'s (``"monotone"``, ``"nnls"`` or ``"lstsq"``; measured side by side on the same
