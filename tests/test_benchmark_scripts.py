@@ -76,3 +76,10 @@ def test_demo_presets_runs_the_demo_with_overrides_and_refuses_unknown_fields(
     with pytest.raises(SystemExit):
         dp.main([str(tmp_path / "other"), '{"stepz": 3}'])
     assert "unknown DemoPreset fields ['stepz']" in capsys.readouterr().err
+
+
+def test_vkdnw_jacobian_modes_agree_on_the_score() -> None:
+    vj = load_benchmark("vkdnw_jacobian")
+    (row,) = vj.main(["--archs", "1", "--batch", "8", "--C", "4", "--N", "1"])
+    assert row["reverse_s"] > 0 and row["forward_s"] > 0
+    assert row["reverse_entropy"] == pytest.approx(row["forward_entropy"], rel=1e-6)
