@@ -22,8 +22,13 @@ Protocol and settings (each with its source)
 - Data: one CIFAR-10 *training* minibatch per seed, drawn from the JPEG tarball ``images/cifar10-train.tar.gz``
   (a class-balanced random subset of ``ceil(B_max / 10)`` images per class, shuffled, seed = the proxy seed),
   CIFAR-10 mean/std normalisation, no augmentation. A proxy with a smaller batch takes the first ``B`` images of
-  the same draw. ``--inputs table`` instead feeds Gaussian noise to the proxies that the VKDNW table computed on
-  noise (`TABLE_NOISE`; its ``tss_general_.py`` passes no loader to them, so they draw ``torch.randn``).
+  the same draw. ``--inputs table`` (the default: the published protocol) instead feeds Gaussian noise
+  (``torch.randn``, seed = the proxy seed) to the proxies that the VKDNW table computed on noise (`TABLE_NOISE`: its
+  ``tss_general_.py`` passes no loader to them; AZ-NAS's own ``tss_general.ipynb`` likewise gives real images only
+  to ZiCo, SNIP, GraSP, TE-NAS and GradSign); ``--inputs cifar`` gives CIFAR-10 images to every proxy. The inputs
+  matter: on the first 200 sampled archs AZ-NAS's progressivity ranks with tau 0.53 on noise and 0.13 on CIFAR-10
+  images. The cache keeps both: a noise value is stored as ``<proxy>@noise`` (`cache_name`), so the two settings
+  share every proxy that sees the same CIFAR-10 batch in both.
 - Batch size: 64 (VKDNW's Table 1 protocol: ``tss_general_.py --batch_size 64``; AZ-NAS's NB201 code too), except
   where the proposing paper's code uses another count (`PAPER_BATCH`: ZiCo 2 x 64, MeCo 1, SWAP 16);
   `BATCH_NOTES` lists the papers whose own setting differs from the table's (NASWOT: 128). ``--uniform-batch``
@@ -52,12 +57,16 @@ The run outgrows one working session on a 2-core machine, so its cache is kept i
 ``benchmarks/results/proxies_nb201/`` (``--out`` there; ``cache.jsonl``, ``settings.json``, the latest
 ``report.md``) holds every value computed so far with the default settings, and each session continues it.
 
+Several cores: ``--shard 0/2`` and ``--shard 1/2`` in two processes with the same ``--out`` split the proxies'
+archs between them (each appends whole lines to the one cache; each one's report covers the cache as it was when that
+process started plus its own results, and ``--report-only`` afterwards covers everything).
+
 Resuming: every result is appended to ``OUT/cache.jsonl`` as it is computed (per arch and seed: each proxy's value
 and seconds; per arch: the supernet's accuracy). Re-running continues; ``--proxies`` picks what to compute (the
 report also shows every other proxy the cache holds for all evaluated archs); a later run with more proxies, seeds,
 archs or labels computes only what is missing. ``OUT/settings.json`` pins what the cached values depend on
-(network, input size, inputs, batch sizes); another setting needs another ``--out``. The report is printed and
-written atomically to ``OUT/report.md`` and ``OUT/report.json``.
+(network, input size, batch sizes); another setting needs another ``--out`` (``--inputs`` does not: see Data).
+The report is printed and written atomically to ``OUT/report.md`` and ``OUT/report.json``.
 
 Cost (measured with one thread on a 2-core machine busy with other jobs, C=16, N=5, 32x32, seconds per arch and
 seed; 4 archs, vkdnw 2): snip 1.0, plain 0.9, grad_norm 0.9, grasp 3.7, fisher 1.1, synflow 0.2, gradsign 2.3,
@@ -71,9 +80,11 @@ vkdnw (it resumes), or vkdnw on a GPU.
 
     # the full run, cheap proxies first (1,000 + 100 archs, supernet hybrids), then vkdnw
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxies_nb201.py --data-dir ../shared/data \\
-        --supernet-run runs/ranking_matrix-cpu/pada-s0 --exclude vkdnw --out benchmarks/results/proxies_nb201
+        --supernet-run runs/ranking_matrix-cpu/pada-s0 --exclude vkdnw
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxies_nb201.py --data-dir ../shared/data \\
-        --supernet-run runs/ranking_matrix-cpu/pada-s0 --out benchmarks/results/proxies_nb201  # adds vkdnw
+        --supernet-run runs/ranking_matrix-cpu/pada-s0  # adds vkdnw
+    # every proxy on CIFAR-10 images instead (shares the cache; the noise proxies get their own values)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxies_nb201.py --data-dir ../shared/data --inputs cifar
     # a tiny end-to-end check at the full network size (about a minute; 8 labels: LightGBM needs > 6 to split)
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxies_nb201.py --archs 8 --labels 8 --proxies nwot,jacov,zico \\
         --out /tmp/proxies_nb201-tiny --resamples 200
@@ -139,6 +150,15 @@ BATCH_NOTES: dict[str, str] = {
 TABLE_NOISE = ("nwot", "az_expressivity", "az_progressivity", "az_trainability", "vkdnw", "synflow", "zen",
                "grad_norm")
 """Proxies that the VKDNW table computed on Gaussian-noise inputs (``--inputs table`` does the same)."""
+NOISE_SUFFIX = "@noise"
+RESULTS = Path(__file__).resolve().parent / "results" / "proxies_nb201"
+"""The kept cache and latest report (in the repository: the full run outgrows one working session)."""
+
+
+def cache_name(name: str, inputs: str) -> str:
+    """The name proxy ``name``'s values are cached under: ``<name>@noise`` where ``--inputs table`` feeds it noise."""
+    base = name.removesuffix("_single")  # vkdnw_single derives from vkdnw and sees its inputs
+    return name + NOISE_SUFFIX if inputs == "table" and base in TABLE_NOISE else name
 
 NO_GRAD: dict[str, str] = {
     "vkdnw": "its forward-mode Jacobian (its fallback where a network cannot be vmapped) builds and keeps an "
@@ -183,6 +203,9 @@ HYBRID_SETS: dict[str, tuple[str, list[str]]] = {
     "vkdnw_agg": ("VKDNW_agg: VKDNW_single, FLOPs, expressivity, trainability, Jacov (paper_preparation.ipynb)",
                   ["vkdnw_single", "table_flops", "az_expressivity", "az_trainability", "jacov"]),
     "new_all": ("all new proxies + FLOPs", [*NEW_PROXIES, "table_flops"]),
+    "fast_all": ("AZ-NAS's three terms, MeCo, NASWOT, Jacov and FLOPs: about 4 CPU-s per arch together (no "
+                 "VKDNW, ZiCo or SWAP)",
+                 ["az_expressivity", "az_progressivity", "az_trainability", "meco", "nwot", "jacov", "table_flops"]),
 }
 """The label-free sets: ``{name: (description, signals)}``; each also runs with the supernet's accuracy added."""
 
@@ -295,7 +318,8 @@ def compute_proxies(
     """Score every missing (arch, seed, proxy) and cache it; returns how many proxy values were computed."""
     from supernet.spaces.nb201 import nb201
 
-    todo = [(k, s) for s in args.seeds for k in keys if any(n not in cache.proxy.get((k, s), {}) for n in names)]
+    todo = [(k, s) for s in args.seeds for k in keys
+            if any(cache_name(n, args.inputs) not in cache.proxy.get((k, s), {}) for n in names)]
     if not todo:
         return 0
     space = nb201(C=args.C, N=args.N, num_classes=10)
@@ -314,7 +338,7 @@ def compute_proxies(
         seconds: dict[str, float] = {}
         errors: dict[str, str] = {}
         for name in names:
-            if name in have:
+            if cache_name(name, args.inputs) in have:
                 continue
             batch = batches(name, seed)
             t0 = time.perf_counter()
@@ -323,13 +347,17 @@ def compute_proxies(
             except Exception as err:  # one failing (arch, proxy) must not end a long run
                 value, errors[name] = math.nan, f"{type(err).__name__}: {err}"[:300]
                 print(f"warning: {name} failed on {key} (seed {seed}): {errors[name]}", file=sys.stderr)
-            seconds[name] = time.perf_counter() - t0
-            values[name] = float(value)
+            stored = cache_name(name, args.inputs)
+            seconds[stored] = time.perf_counter() - t0
+            values[stored] = float(value)
+            if name in errors:
+                errors[stored] = errors.pop(name)
             computed += 1
             if name == "vkdnw":  # VKDNW_single: the paper's size term (#parameter tensors) in front of vkdnw
                 tensors = len(list(space.extract(arch).parameters()))
-                values["vkdnw_single"] = tensors + float(value) / math.log(10)
-                seconds["vkdnw_single"] = seconds[name]
+                single = cache_name("vkdnw_single", args.inputs)
+                values[single] = tensors + float(value) / math.log(10)
+                seconds[single] = seconds[stored]
         cache.append({"kind": "proxy", "arch": key, "seed": seed, "values": values, "seconds": seconds,
                       **({"errors": errors} if errors else {})})
         if bar is not None:
@@ -470,8 +498,8 @@ class Signals:
     """Every signal's values: ``values(name, keys)`` is an ``(S, len(keys))`` array (S = seeds, or 1)."""
 
     def __init__(self, table: Table, cache: Cache, seeds: Sequence[int], proxies: Sequence[str],
-                 supernet_run: str | None) -> None:
-        self.table, self.cache, self.seeds = table, cache, list(seeds)
+                 supernet_run: str | None, inputs: str = "table") -> None:
+        self.table, self.cache, self.seeds, self.inputs = table, cache, list(seeds), inputs
         self.proxies = [*proxies, *(["vkdnw_single"] if "vkdnw" in proxies else [])]
         self.run_id = str(Path(supernet_run).resolve()) if supernet_run else None
 
@@ -486,7 +514,8 @@ class Signals:
         if name == "supernet":
             return np.array([[self.cache.supernet.get((self.run_id, k), {}).get("accuracy", math.nan)
                               for k in keys]])
-        return np.array([[self.cache.proxy.get((k, s), {}).get(name, math.nan) for k in keys] for s in self.seeds])
+        stored = cache_name(name, self.inputs)
+        return np.array([[self.cache.proxy.get((k, s), {}).get(stored, math.nan) for k in keys] for s in self.seeds])
 
     def seconds(self, name: str, keys: Sequence[str]) -> float | None:
         """Mean seconds per arch of signal ``name`` over ``keys`` and seeds (0 for table lookups)."""
@@ -496,7 +525,8 @@ class Signals:
             got = [self.cache.supernet[(self.run_id, k)]["seconds"] for k in keys if (self.run_id, k) in
                    self.cache.supernet]
         else:
-            got = [self.cache.seconds.get((k, s), {}).get(name) for k in keys for s in self.seeds]
+            stored = cache_name(name, self.inputs)
+            got = [self.cache.seconds.get((k, s), {}).get(stored) for k in keys for s in self.seeds]
             got = [g for g in got if g is not None]
         return float(np.mean(got)) if got else None
 
@@ -506,7 +536,13 @@ class Signals:
             return True
         if name == "supernet":
             return all((self.run_id, k) in self.cache.supernet for k in keys)
-        return all(name in self.cache.proxy.get((k, s), {}) for k in keys for s in self.seeds)
+        stored = cache_name(name, self.inputs)
+        return all(stored in self.cache.proxy.get((k, s), {}) for k in keys for s in self.seeds)
+
+    def label(self, name: str) -> str:
+        """The signal's name in the report (``(noise)`` where it saw Gaussian-noise inputs)."""
+        label = SIGNAL_LABELS.get(name, name)
+        return label + " (noise)" if cache_name(name, self.inputs) != name else label
 
 
 def kind_of(name: str) -> str:
@@ -529,7 +565,7 @@ def single_rows(sig: Signals, keys: Sequence[str], truth: dict[str, np.ndarray],
             continue
         vals = sig.values(name, keys)
         tau_pub, rho_pub = PUBLISHED.get(name, (None, None))
-        row = {"signal": name, "label": SIGNAL_LABELS.get(name, name), "kind": kind_of(name),
+        row = {"signal": name, "label": sig.label(name), "kind": kind_of(name),
                "nonfinite": int((~np.isfinite(vals)).sum()), "seconds_per_arch": sig.seconds(name, keys),
                "published_tau": tau_pub, "published_rho": rho_pub}
         for target, true in truth.items():
@@ -792,8 +828,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the arch sample (default 0)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="minibatch size (default 64)")
     p.add_argument("--uniform-batch", action="store_true", help="give every proxy --batch-size (no PAPER_BATCH)")
-    p.add_argument("--inputs", choices=("cifar", "table"), default="cifar",
-                   help="cifar: CIFAR-10 images for all; table: Gaussian noise where the VKDNW table used it")
+    p.add_argument("--inputs", choices=("cifar", "table"), default="table",
+                   help="table (default): Gaussian noise where the VKDNW table used it, CIFAR-10 images elsewhere; "
+                   "cifar: CIFAR-10 images for all")
     p.add_argument("--C", type=int, default=16, help="channels of the first stage (default 16; tests use less)")
     p.add_argument("--N", type=int, default=5, help="cells per stage (default 5)")
     p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
@@ -801,11 +838,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of each CI (default 1000)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--out", type=Path, default=Path("runs/proxies_nb201"), help="output and cache directory")
+    p.add_argument("--out", type=Path, default=RESULTS,
+                   help="output and cache directory (default: benchmarks/results/proxies_nb201, the kept cache)")
     p.add_argument("--data-dir", default="../shared/data", help="folder with images/ and benchmarks/nb201/")
+    p.add_argument("--shard", default="0/1", help="I/N: compute proxies only for every N-th arch from the I-th "
+                   "(0-based) of the evaluated + pool list, so N processes on one --out share the work (default 0/1)")
     p.add_argument("--report-only", action="store_true", help="compute nothing: report what the cache holds")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return p
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``.
+
+    Raises:
+        ValueError: anything else (the message shows the expected form).
+    """
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like I/N (e.g. 0/2 and 1/2 for two processes), got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return i, n
 
 
 def check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -836,20 +891,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     labels = sorted(parse_list(args.labels, int)) if args.labels else []
     if not args.seeds or any(k < 1 for k in labels):
         raise ValueError("--seeds needs at least one seed and --labels positive counts")
+    shard, shards = parse_shard(args.shard)
     args.device = str(resolve_device(args.device))
     table = load_nb201(find_nb201_table(args.data_dir))
     keys, pool = sample_archs(table, args.archs, max(labels, default=0), args.sample_seed)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out, {"format": FORMAT, "version": VERSION, "C": args.C, "N": args.N, "size": args.size,
-                         "inputs": args.inputs, "batch_size": args.batch_size, "uniform_batch": args.uniform_batch,
-                         "dataset": "cifar10"})
+                         "batch_size": args.batch_size, "uniform_batch": args.uniform_batch, "dataset": "cifar10"})
     cache = Cache(out / "cache.jsonl")
     t0 = time.perf_counter()
     computed = {"proxy_values": 0, "supernet_archs": 0}
     supernet_info = None
     if not args.report_only:
-        computed["proxy_values"] = compute_proxies(args, table, [*keys, *pool], names, cache)
+        computed["proxy_values"] = compute_proxies(args, table, [*keys, *pool][shard::shards], names, cache)
         if args.supernet_run:
             computed["supernet_archs"], supernet_info = compute_supernet(args, table, [*keys, *pool], cache)
     elif args.supernet_run:
@@ -860,8 +915,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # the report covers the proxies asked for and every other one the cache already holds for all evaluated archs
     cached = [n for n in PROXIES.names() if n not in names
-              and all(n in cache.proxy.get((k, s), {}) for k in keys for s in args.seeds)]
-    sig = Signals(table, cache, args.seeds, [*names, *cached], args.supernet_run)
+              and all(cache_name(n, args.inputs) in cache.proxy.get((k, s), {}) for k in keys for s in args.seeds)]
+    sig = Signals(table, cache, args.seeds, [*names, *cached], args.supernet_run, args.inputs)
     truth = {t: table.values(m, keys) for t, m in TARGETS.items()}
     rows = single_rows(sig, keys, truth, args.resamples, args.sample_seed)
     report = {

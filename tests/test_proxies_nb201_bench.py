@@ -123,3 +123,61 @@ def test_other_settings_need_another_out(tmp_path: Path, capsys: pytest.CaptureF
     assert pb.main([*base, "--size", "16"]) == 2
     assert "size: was 8, now 16" in capsys.readouterr().err
     assert pb.main([*base, "--proxies", "nope"]) == 2
+
+
+@needs_data
+def test_shards_split_the_archs_and_together_equal_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--archs", "5", "--labels", "", "--proxies", "nwot", "--C", "4", "--N", "1", "--size", "8",
+            "--batch-size", "4", "--resamples", "5", "--data-dir", str(DATA), "--no-progress"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert pb.main([*base, "--out", str(whole)]) == 0
+    scored: list[str] = []
+    real_score = pb.score
+
+    def recording_score(space: Any, batch: Any, arch: Any, **kwargs: Any) -> dict[str, float]:
+        scored.append(json.dumps(arch, sort_keys=True))
+        return real_score(space, batch, arch=arch, **kwargs)
+
+    monkeypatch.setattr(pb, "score", recording_score)
+    assert pb.main([*base, "--out", str(split), "--shard", "1/2"]) == 0
+    assert len(scored) == 2  # archs 1 and 3 of 5
+    assert pb.main([*base, "--out", str(split), "--shard", "0/2"]) == 0
+    assert len(scored) == 5 and len(set(scored)) == 5  # archs 0, 2, 4: every arch once
+    assert pb.main([*base, "--out", str(split), "--report-only"]) == 0
+    one = json.loads((whole / "report.json").read_text())
+    two = json.loads((split / "report.json").read_text())
+    assert [(r["signal"], r["test"]["tau"]["value"]) for r in one["signals"]] == \
+        [(r["signal"], r["test"]["tau"]["value"]) for r in two["signals"]]
+    for bad in ("2/2", "1", "a/b"):
+        assert pb.main([*base, "--out", str(split), "--shard", bad]) == 2
+        assert "--shard" in capsys.readouterr().err
+
+
+@needs_data
+def test_noise_and_cifar_inputs_share_one_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real_score = pb.score
+
+    def counting_score(*args: Any, **kwargs: Any) -> dict[str, float]:
+        calls.extend(kwargs["names"])
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(pb, "score", counting_score)
+    out = tmp_path / "out"
+    base = ["--archs", "4", "--labels", "", "--proxies", "nwot,meco", "--C", "4", "--N", "1", "--size", "8",
+            "--batch-size", "4", "--resamples", "5", "--out", str(out), "--data-dir", str(DATA), "--no-progress"]
+    assert pb.main([*base, "--inputs", "cifar"]) == 0
+    assert sorted(calls) == ["meco"] * 4 + ["nwot"] * 4
+    calls.clear()
+    assert pb.main([*base, "--inputs", "table"]) == 0
+    assert calls == ["nwot"] * 4  # meco sees CIFAR-10 images either way: shared; nwot on noise is its own value
+    cache = pb.Cache(out / "cache.jsonl")
+    per_arch = list(cache.proxy.values())
+    assert len(per_arch) == 4 and all(set(v) == {"nwot", "nwot@noise", "meco"} for v in per_arch)
+    assert any(v["nwot"] != v["nwot@noise"] for v in per_arch)
+    report = json.loads((out / "report.json").read_text())
+    labels = {r["signal"]: r["label"] for r in report["signals"]}
+    assert labels["nwot"] == "nwot (noise)" and labels["meco"] == "meco"
+    assert report["settings"]["inputs"] == "table"
+    assert pb.cache_name("vkdnw_single", "table") == "vkdnw_single@noise" and pb.cache_name("zico", "table") == "zico"
