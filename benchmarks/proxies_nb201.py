@@ -377,10 +377,10 @@ def score_one(space: Any, batch: tuple[torch.Tensor, torch.Tensor], arch: Mappin
     if name in NO_GRAD:
         try:
             with torch.no_grad():
-                return score(space, batch, arch=arch, names=[name], seed=seed, device=device)[name]
+                return score(space, batch, arch=arch, names=[name], seed=seed, device=device, inputs="batch")[name]
         except RuntimeError:
             pass
-    return score(space, batch, arch=arch, names=[name], seed=seed, device=device)[name]
+    return score(space, batch, arch=arch, names=[name], seed=seed, device=device, inputs="batch")[name]
 
 
 def bench_config(run_dir: Path) -> BenchConfig:

@@ -313,3 +313,21 @@ def test_finite_on_every_ready_space(name):
     space = make()
     got = P.score(space, batch, arch=space.max_arch(), names=NAMES, device="cpu", strict=True)
     assert all(math.isfinite(v) for v in got.values()), got
+
+
+def test_score_gives_az_nas_and_vkdnw_gaussian_inputs_by_default():
+    space = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    x, y = torch.rand(4, 3, 8, 8) + 5.0, torch.tensor([0, 1, 2, 0])  # far from standard normal
+    noise = P.paper_inputs("az_expressivity", (x, y), seed=3)
+    assert torch.equal(noise[0], torch.randn(x.shape, generator=torch.Generator().manual_seed(3)))
+    assert noise[1] is y and P.paper_inputs("nwot", (x, y), seed=3)[0] is x
+    tokens = torch.randint(0, 10, (2, 5))
+    assert P.paper_inputs("vkdnw", (tokens, y[:2]), seed=3)[0] is tokens  # token ids have no Gaussian counterpart
+    names = ["az_expressivity", "nwot"]
+    paper = P.score(space, (x, y), names=names, seed=3, device="cpu")
+    given = P.score(space, (x, y), names=names, seed=3, device="cpu", inputs="batch")
+    on_noise = P.score(space, noise, names=names, seed=3, device="cpu", inputs="batch")
+    assert paper["az_expressivity"] == on_noise["az_expressivity"] != given["az_expressivity"]
+    assert paper["nwot"] == given["nwot"]
+    with pytest.raises(ValueError, match="'paper' or 'batch'"):
+        P.score(space, (x, y), names=names, inputs="noise")  # type: ignore[arg-type]

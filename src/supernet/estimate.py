@@ -197,11 +197,14 @@ class Estimator:
         return est
 
 
-def proxy_signal(space: Any, name: str, batch: Any, seed: int = 0, device: str = "auto") -> Signal:
-    """A training-free proxy as a signal (`supernet.proxies.objective`); NaN where the proxy does not apply."""
+def proxy_signal(
+    space: Any, name: str, batch: Any, seed: int = 0, device: str = "auto", inputs: Literal["paper", "batch"] = "paper"
+) -> Signal:
+    """A training-free proxy as a signal (`supernet.proxies.objective`; ``inputs="paper"`` scores AZ-NAS and VKDNW
+    on Gaussian noise shaped like the batch, as their authors do); NaN where the proxy does not apply."""
     from .proxies import objective
 
-    return objective(space, name, batch, seed=seed, device=device)
+    return objective(space, name, batch, seed=seed, device=device, inputs=inputs)
 
 
 def cost_signal(space: Any, metric: Literal["params", "flops"], example_input: Any = None) -> Signal:

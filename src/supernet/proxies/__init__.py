@@ -22,7 +22,7 @@ from .aznas import az_aggregate, az_expressivity, az_nas_scores, az_progressivit
 from .gradstats import meco, zico
 from .patterns import swap, vkdnw
 from .common import Batch, ProxyNotApplicableError, fresh_network, init_network, task_loss
-from .registry import PROXIES, Proxy, objective, register_proxy, score
+from .registry import NOISE_INPUTS, PROXIES, Inputs, Proxy, objective, paper_inputs, register_proxy, score
 from .robot import RobotResult, normalise, robot, weighted_ranking
 from .saliency import fisher, grad_norm, gradsign, grasp, plain, snip, synflow
 from .static import flops, l2_norm, params
@@ -44,6 +44,8 @@ __all__ = [
     "vkdnw",
     "zico",
     "DEFAULT_PROXIES",
+    "Inputs",
+    "NOISE_INPUTS",
     "NONFINITE_FILL",
     "PROXIES",
     "Batch",
@@ -63,6 +65,7 @@ __all__ = [
     "l2_norm",
     "nwot",
     "objective",
+    "paper_inputs",
     "params",
     "plain",
     "prefilter",

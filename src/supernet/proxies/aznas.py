@@ -38,10 +38,11 @@ first) come from ``torch.Generator().manual_seed(seed)`` on the CPU.
 
 Deliberate differences from the official code: the covariance eigenvalues and singular values are computed in
 float64 and negative eigenvalue round-off is clipped to 0 (the official float32 code can give NaN there on
-rank-deficient covariances); the input is the given batch; the generic stage rule above replaces the per-space
-feature extractors (AutoFormer's code reads two residual points per transformer block and no embedding, and runs in
-eval mode without re-initialising); in-place activations of the working copy are switched off so recorded features
-are not overwritten.
+rank-deficient covariances); the proxy functions score the batch they are given (`supernet.proxies.score` gives
+them standard-normal inputs shaped like the batch by default, as the official code does: `NOISE_INPUTS`); the
+generic stage rule above replaces the per-space feature extractors (AutoFormer's code reads two residual points per
+transformer block and no embedding, and runs in eval mode without re-initialising); in-place activations of the
+working copy are switched off so recorded features are not overwritten.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -35,6 +35,27 @@ def register_proxy(name: str) -> Callable[[Proxy], Proxy]:
     return PROXIES.register(name)
 
 
+NOISE_INPUTS = frozenset({"az_expressivity", "az_progressivity", "az_trainability", "vkdnw"})
+"""Proxies whose authors score standard-normal inputs, not data: AZ-NAS (Lee & Ham, CVPR 2024; its NAS-Bench-201
+code passes real images only to ZiCo, SNIP, GraSP, TE-NAS and GradSign) and VKDNW (Tybl & Neumann, CVPR 2025; its
+NAS-Bench-201 code passes no data loader to it). It matters: on 200 sampled NAS-Bench-201 archs AZ-NAS's
+progressivity ranks CIFAR-10 test accuracy with Kendall tau 0.53 on noise and 0.13 on CIFAR-10 images
+(``benchmarks/proxies_nb201.py``). Zen-score draws its own Gaussian inputs whatever it is given."""
+
+Inputs = Literal["paper", "batch"]
+
+
+def paper_inputs(name: str, batch: Batch, seed: int = 0) -> Batch:
+    """The batch proxy ``name`` scores under ``inputs="paper"``: for a `NOISE_INPUTS` proxy, standard-normal
+    inputs shaped like the batch's (drawn from ``seed`` on the CPU, then moved to the batch's device and dtype;
+    targets kept); the batch itself otherwise, and for integer inputs (token ids have no Gaussian counterpart)."""
+    x, y = check_batch(batch)
+    if name not in NOISE_INPUTS or not torch.is_floating_point(x):
+        return x, y
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x.device, x.dtype), y
+
+
 def _check_names(names: Sequence[str] | None) -> list[str]:
     names = PROXIES.names() if names is None else list(names)
     unknown = [n for n in names if n not in PROXIES]
@@ -51,6 +72,7 @@ def score(
     seed: int = 0,
     device: str | torch.device = "auto",
     strict: bool = False,
+    inputs: Inputs = "paper",
 ) -> dict[str, float]:
     """Every proxy in ``names`` (default: every registered proxy) for one architecture, ``{name: value}``.
 
@@ -58,9 +80,15 @@ def score(
     re-initialised from ``seed``; each proxy gets its own copy, so one proxy cannot disturb another. Results are
     deterministic for a given seed and batch (on CPU; CUDA kernels may add round-off).
 
+    Inputs: ``"paper"`` (default) scores each proxy on the inputs its authors' code uses: the proxies of
+    `NOISE_INPUTS` (AZ-NAS, VKDNW) on standard-normal inputs shaped like the batch (`paper_inputs`), every other one
+    on the batch; ``"batch"`` gives every proxy the batch.
+
     NaN policy: a proxy whose definition does not cover the network or input (`ProxyNotApplicableError`, e.g.
     ``jacov`` on token inputs) gives ``nan``; ``strict=True`` raises instead. Other errors always propagate.
     """
+    if inputs not in ("paper", "batch"):
+        raise ValueError(f"inputs must be 'paper' or 'batch', got {inputs!r}")
     names = _check_names(names)
     dev = resolve_device(device)
     batch = batch_to(check_batch(batch), dev)
@@ -68,7 +96,8 @@ def score(
     out: dict[str, float] = {}
     for name in names:
         try:
-            out[name] = float(PROXIES[name](copy.deepcopy(base), batch, seed=seed))
+            given = paper_inputs(name, batch, seed) if inputs == "paper" else batch
+            out[name] = float(PROXIES[name](copy.deepcopy(base), given, seed=seed))
         except ProxyNotApplicableError:
             if strict:
                 raise
@@ -77,19 +106,27 @@ def score(
 
 
 def objective(
-    space: nn.Module, name: str, batch: Batch, seed: int = 0, device: str | torch.device = "auto", sign: float = 1.0
+    space: nn.Module,
+    name: str,
+    batch: Batch,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    sign: float = 1.0,
+    inputs: Inputs = "paper",
 ) -> Callable[[Mapping[str, Any]], float]:
     """A callable ``arch -> sign * proxy value`` for search (an objective, or a pre-filter score).
 
-    Use ``sign=-1`` to turn a proxy into something to minimise. Inapplicable proxies give ``nan``.
+    Use ``sign=-1`` to turn a proxy into something to minimise. Inapplicable proxies give ``nan``. ``inputs`` as
+    in `score`.
     """
     _check_names([name])
 
     def fn(arch: Mapping[str, Any]) -> float:
-        return sign * score(space, batch, arch=arch, names=[name], seed=seed, device=device)[name]
+        return sign * score(space, batch, arch=arch, names=[name], seed=seed, device=device, inputs=inputs)[name]
 
     fn.__name__ = f"proxy_{name}"
     return fn
 
 
-__all__ = ["PROXIES", "Proxy", "ProxyNotApplicableError", "objective", "register_proxy", "score"]
+__all__ = ["NOISE_INPUTS", "PROXIES", "Inputs", "Proxy", "ProxyNotApplicableError", "objective", "paper_inputs",
+           "register_proxy", "score"]
