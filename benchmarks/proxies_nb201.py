@@ -622,6 +622,17 @@ def reproduction(rows: list[dict[str, Any]], table: Table) -> list[dict[str, Any
 
 # ------------------------------------------------------------------ hybrids
 
+ENCODING = "encoding"
+"""A gbdt member standing for the arch's own encoding (`supernet.estimate.encoding_signals`: each edge's operation
+one-hot and the operation counts), the graph features beside the proxies in the published model-driven row."""
+
+
+def nb201_choices() -> dict[str, tuple[str, ...]]:
+    """The NB201 space's decisions and options (a tiny instance: the choices do not depend on its size)."""
+    from supernet.spaces.nb201 import nb201
+
+    return dict(nb201(C=1, N=1, num_classes=2).choices)
+
 
 def hybrid_predictions(sig: Signals, names: Sequence[str], keys: Sequence[str], mode: str, pool: Sequence[str],
                        k: int, target: str) -> np.ndarray:
@@ -631,9 +642,11 @@ def hybrid_predictions(sig: Signals, names: Sequence[str], keys: Sequence[str], 
     ``k`` pool archs' signal values and ``target`` accuracies. Non-finite values rank lowest (`finite_fill`, per
     signal over evaluated and pool archs together).
     """
-    from supernet.estimate import Estimator
+    from supernet.estimate import Estimator, encoding_signals
 
     every = [*keys, *pool[:k]] if mode == "gbdt" else list(keys)
+    encoding = ENCODING in names
+    names = [n for n in names if n != ENCODING]
     col = {n: sig.values(n, every) for n in names}
     preds = []
     for s in range(len(sig.seeds)):
@@ -642,6 +655,8 @@ def hybrid_predictions(sig: Signals, names: Sequence[str], keys: Sequence[str], 
             row = finite_fill(col[n][min(s, len(col[n]) - 1)])
             table_of[n] = dict(zip(every, row, strict=True))
         signals = {n: (lambda arch, n=n, t=table_of: t[n][sig.table.key(arch)]) for n in names}
+        if encoding:
+            signals.update(encoding_signals(nb201_choices()))
         if mode == "rank":
             est = Estimator(signals, mode="rank").fit([sig.table.arch(x) for x in keys])
         else:
@@ -669,7 +684,7 @@ def hybrid_rows(sig: Signals, keys: Sequence[str], pool: Sequence[str], labels: 
             sets[f"{name}+supernet"] = (f"{desc}, + supernet accuracy", [*members, "supernet"])
     if not sets:
         return {"sets": {}, "skipped": skipped, "modes": {}}
-    seconds = {n: sig.seconds(n, keys) or 0.0 for n in have}
+    seconds = {n: sig.seconds(n, keys) or 0.0 for n in have} | {ENCODING: 0.0}
 
     def row(label: str, members: list[str], mode: str, k: int) -> dict[str, Any]:
         out: dict[str, Any] = {"row": label, "signals": members,
@@ -697,6 +712,8 @@ def hybrid_rows(sig: Signals, keys: Sequence[str], pool: Sequence[str], labels: 
     modes: dict[str, list[dict[str, Any]]] = {"label-free": [*label_free, *extras("rank", 0)]}
     for k in labels:
         rows = [row(name, members, "gbdt", k) for name, (_, members) in sets.items()]
+        rows += [row(f"{name}+{ENCODING}", [*members, ENCODING], "gbdt", k) for name, (_, members) in sets.items()]
+        rows.append(row(f"{ENCODING} alone", [ENCODING], "gbdt", k))
         modes[f"gbdt k={k}"] = [*rows, *extras("gbdt", k)]
     return {"sets": {n: {"description": d, "signals": m} for n, (d, m) in sets.items()}, "skipped": skipped,
             "best_label_free": best["row"], "modes": modes}

@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 import supernet as sn
-from supernet.estimate import Estimator, cost_signal, supernet_signal
+from supernet.estimate import Estimator, cost_signal, encoding_signals, supernet_signal
 from supernet.predictors import NotFittedError
 from supernet.proxies.aznas import az_aggregate
 from supernet.searching import search
@@ -106,3 +106,28 @@ def test_estimator_screens_a_search_of_a_trained_run(tmp_path) -> None:
     assert result.evaluations == 4
     with pytest.raises(ValueError, match="needs an example_input"):
         cost_signal(space, "flops")
+
+
+def test_encoding_signals_one_hot_counts_and_values() -> None:
+    choices = {"e0": ("conv", "skip", "none"), "e1": ("conv", "skip", "none"), "width": (8, 16, 32), "k": ("a",)}
+    enc = encoding_signals(choices)
+    arch = {"e0": "conv", "e1": "conv", "width": 16, "k": "a"}
+    got = {name: fn(arch) for name, fn in enc.items()}
+    assert got == {
+        "enc:e0=conv": 1.0, "enc:e0=skip": 0.0, "enc:e0=none": 0.0,
+        "enc:e1=conv": 1.0, "enc:e1=skip": 0.0, "enc:e1=none": 0.0,
+        "enc:width": 16.0, "enc:k=a": 1.0,
+        "enc:count=conv": 2.0, "enc:count=skip": 0.0, "enc:count=none": 0.0,  # 'a' is offered by one decision only
+    }
+    with pytest.raises(ValueError, match="at least one option"):
+        encoding_signals({"e0": ()})
+
+
+def test_gbdt_learns_an_operation_count_from_the_encoding() -> None:
+    choices = {f"e{i}": ("conv", "skip", "pool") for i in range(6)}
+    rng = np.random.default_rng(0)
+    archs = [{d: str(rng.choice(opts)) for d, opts in choices.items()} for _ in range(300)]
+    truth = [sum(a[d] == "conv" for d in choices) - 0.5 * sum(a[d] == "pool" for d in choices) for a in archs]
+    est = Estimator(encoding_signals(choices), mode="gbdt", n_models=2, rounds=100).fit(archs[:60], truth[:60])
+    tau = scipy.stats.kendalltau(est.predict(archs[60:]), truth[60:]).statistic
+    assert tau > 0.8, tau

@@ -102,6 +102,10 @@ def test_tiny_run_reports_and_resumes(tmp_path: Path, monkeypatch: pytest.Monkey
     modes = report["hybrid"]["modes"]
     assert set(modes) == {"label-free", "gbdt k=8"} and modes["label-free"][0]["row"] == "az_nas"
     assert modes["label-free"][0]["published_tau"] == 0.712
+    gbdt_rows = {r["row"]: r for r in modes["gbdt k=8"]}
+    assert gbdt_rows["az_nas+encoding"]["signals"][-1] == "encoding"
+    assert gbdt_rows["encoding alone"]["seconds_per_arch"] == 0.0
+    assert "encoding" not in {r["row"] for r in modes["label-free"]}  # not a ranking: gbdt rows only
 
     cache_before = (out / "cache.jsonl").read_bytes()
     calls.clear()

@@ -10,7 +10,8 @@ be more accurate, which is why FLOPs alone is a strong baseline). An `Estimator`
   log-rank sum over that set; other archs are placed among the reference values by the same formula, so one arch
   at a time can be scored (a search's objective or screen). A NaN value counts as ``-inf``.
 * ``"gbdt"`` (few labels): LightGBM on the signal values as features, fitted to ``k`` labelled archs (e.g. from
-  ``supernet groundtruth`` or a benchmark table), an ensemble over bagging seeds giving the uncertainty.
+  ``supernet groundtruth`` or a benchmark table), an ensemble over bagging seeds giving the uncertainty. The arch's
+  own encoding (`encoding_signals`: options and operation counts) can join the signals as further features.
 
 An estimator plugs into `supernet.searching.search` as an objective (``evaluator=est.evaluator()``) or as the
 pre-filter (``screen=est.objective()``). It saves to JSON (reference values and LightGBM text models, no pickle);
@@ -207,6 +208,35 @@ def proxy_signal(
     return objective(space, name, batch, seed=seed, device=device, inputs=inputs)
 
 
+def encoding_signals(choices: Mapping[str, Sequence[Any]]) -> dict[str, Signal]:
+    """The arch itself as features for the few-label mode (``mode="gbdt"``), from a space's ``choices``.
+
+    For a decision with numeric options, its value (``enc:<decision>``); otherwise one 0/1 signal per option
+    (``enc:<decision>=<option>``), and for every option that several decisions offer, how many of them take it
+    (``enc:count=<option>``: on NAS-Bench-201, how many of the six edges are 3x3 convolutions, skips, ...; the
+    operation counts that GRAF, Kadlecova et al. ICML 2024, found most predictive). These are not rankings of
+    quality, so they belong in a gbdt estimator beside the proxies, not in a label-free log-rank sum.
+
+    Raises:
+        ValueError: ``choices`` is empty or a decision has no options.
+    """
+    if not choices or any(len(opts) == 0 for opts in choices.values()):
+        raise ValueError(f"encoding_signals needs decisions with at least one option each, got {dict(choices)!r}")
+    out: dict[str, Signal] = {}
+    shared: dict[str, list[str]] = {}
+    for dec, opts in choices.items():
+        if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in opts):
+            out[f"enc:{dec}"] = lambda arch, d=dec: float(arch[d])
+            continue
+        for opt in opts:
+            out[f"enc:{dec}={opt}"] = lambda arch, d=dec, o=opt: float(arch[d] == o)
+            shared.setdefault(str(opt), []).append(dec)
+    for opt, decs in shared.items():
+        if len(decs) > 1:
+            out[f"enc:count={opt}"] = lambda arch, ds=tuple(decs), o=opt: float(sum(str(arch[d]) == o for d in ds))
+    return out
+
+
 def cost_signal(space: Any, metric: Literal["params", "flops"], example_input: Any = None) -> Signal:
     """The params or FLOPs of an arch's subnet as a signal (bigger is assumed better, the free baseline)."""
     from . import cost
@@ -252,6 +282,7 @@ __all__ = [
     "NotFittedError",
     "Signal",
     "cost_signal",
+    "encoding_signals",
     "proxy_signal",
     "supernet_signal",
 ]
