@@ -63,8 +63,8 @@ def test_sample_is_disjoint_and_extends() -> None:
         pb.sample_archs(table, 15_000, 1_000, seed=0)
 
 
-@needs_data
-def test_tiny_run_reports_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def count_score_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The proxy names the benchmark scores from now on, one entry per computed value (in a list it appends to)."""
     calls: list[str] = []
     real_score = pb.score
 
@@ -73,6 +73,12 @@ def test_tiny_run_reports_and_resumes(tmp_path: Path, monkeypatch: pytest.Monkey
         return real_score(*args, **kwargs)
 
     monkeypatch.setattr(pb, "score", counting_score)
+    return calls
+
+
+@needs_data
+def test_tiny_run_reports_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_score_calls(monkeypatch)
     out = tmp_path / "out"
     proxies = ["nwot", "jacov", "az_expressivity", "az_progressivity", "az_trainability"]
     # 8 labelled archs: LightGBM (min 3 archs per leaf) needs more than 4 to split at all
@@ -160,14 +166,7 @@ def test_shards_split_the_archs_and_together_equal_one_run(tmp_path: Path, monke
 
 @needs_data
 def test_noise_and_cifar_inputs_share_one_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    real_score = pb.score
-
-    def counting_score(*args: Any, **kwargs: Any) -> dict[str, float]:
-        calls.extend(kwargs["names"])
-        return real_score(*args, **kwargs)
-
-    monkeypatch.setattr(pb, "score", counting_score)
+    calls = count_score_calls(monkeypatch)
     out = tmp_path / "out"
     base = ["--archs", "4", "--labels", "", "--proxies", "nwot,meco", "--C", "4", "--N", "1", "--size", "8",
             "--batch-size", "4", "--resamples", "5", "--out", str(out), "--data-dir", str(DATA), "--no-progress"]
