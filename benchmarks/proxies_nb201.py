@@ -645,7 +645,7 @@ def hybrid_predictions(sig: Signals, names: Sequence[str], keys: Sequence[str], 
     from supernet.estimate import Estimator, encoding_signals
 
     every = [*keys, *pool[:k]] if mode == "gbdt" else list(keys)
-    encoding = ENCODING in names
+    encoding = encoding_signals(nb201_choices()) if ENCODING in names else {}
     names = [n for n in names if n != ENCODING]
     col = {n: sig.values(n, every) for n in names}
     preds = []
@@ -654,9 +654,7 @@ def hybrid_predictions(sig: Signals, names: Sequence[str], keys: Sequence[str], 
         for n in names:
             row = finite_fill(col[n][min(s, len(col[n]) - 1)])
             table_of[n] = dict(zip(every, row, strict=True))
-        signals = {n: (lambda arch, n=n, t=table_of: t[n][sig.table.key(arch)]) for n in names}
-        if encoding:
-            signals.update(encoding_signals(nb201_choices()))
+        signals = {n: (lambda arch, n=n, t=table_of: t[n][sig.table.key(arch)]) for n in names} | encoding
         if mode == "rank":
             est = Estimator(signals, mode="rank").fit([sig.table.arch(x) for x in keys])
         else:
