@@ -54,6 +54,12 @@ for kind, strategy in t.RUNS:
         name = {out!r} + f"/{{kind}}-{{strategy}}"
         save_file({{k: v.contiguous() for k, v in run.space.state_dict().items()}}, name + ".st")
         json.dump(run.losses, open(name + ".json", "w"))
+# the group must really stop at exit (its threads joined): a gloo thread alive during finalization can abort the rank
+import os
+from supernet.training.distributed import _destroy_at_exit
+_destroy_at_exit()
+if os.path.isdir("/proc/self/task"):
+    json.dump(len(os.listdir("/proc/self/task")), open({out!r} + f"/threads-{{os.environ['RANK']}}.json", "w"))
 """
 
 
@@ -65,6 +71,10 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    for rank in (0, 1):
+        threads = tmp_path / f"threads-{rank}.json"
+        if threads.is_file():  # Linux: after the group is destroyed only the main thread is left
+            assert json.loads(threads.read_text()) == 1, rank
     for kind, strategy in RUNS:
         single = _train(kind, strategy)
         losses = json.loads((tmp_path / f"{kind}-{strategy}.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -38,7 +39,16 @@ def setup_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
         if not dist.is_available():
             raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available in this build")
         backend = "nccl" if device.type == "cuda" else "gloo"
+        # DDP imports torch._dynamo on first use; imported after the group exists, it keeps references to the group
+        # for good, so destroying the group could not stop the group's threads (see _destroy_at_exit).
+        import torch._dynamo
+
         dist.init_process_group(backend=backend)
+        # Later `train` calls in this process reuse the group. It is destroyed before the interpreter finalizes:
+        # otherwise a gloo worker thread may free a finished collective's tensors during finalization, and the
+        # Python reference it then drops kills the process ("terminate called without an active exception",
+        # SIGABRT after the work is done; seen about once in 30 two-process runs).
+        atexit.register(_destroy_at_exit)
         info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
     if info.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
@@ -46,9 +56,8 @@ def setup_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     return info, device
 
 
-def teardown_distributed(info: DistInfo) -> None:
-    """Destroy the process group if `setup_distributed` created it."""
-    if info.owns_group and dist.is_initialized():
+def _destroy_at_exit() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 
