@@ -52,6 +52,8 @@ Protocol and settings (each with its source)
   ``runs/ranking_matrix-cpu/pada-s0``): the accuracy of each arch with inherited weights, evaluated exactly as that
   bench evaluates (its `BenchConfig` from ``bench.json``, its data split, `supernet.training.evaluate_many` with its
   BN-recalibration and evaluation settings); archs the bench itself evaluated are checked to give the same numbers.
+  Two seeds: ``--seeds 0,1 --supernet-run runs/ranking_matrix-cpu/pada-s0,runs/ranking_matrix-cpu/pada-s1`` pairs
+  proxy seed s with supernet run s (each hybrid's seed-s prediction combines them); figures are means over seeds.
 
 The run outgrows one working session on a 2-core machine, so its cache is kept in the repository:
 ``benchmarks/results/proxies_nb201/`` (``--out`` there; ``cache.jsonl``, ``settings.json``, the latest
@@ -391,14 +393,14 @@ def bench_config(run_dir: Path) -> BenchConfig:
 
 
 def compute_supernet(
-    args: argparse.Namespace, table: Table, keys: Sequence[str], cache: Cache
+    args: argparse.Namespace, run_dir: Path, table: Table, keys: Sequence[str], cache: Cache
 ) -> tuple[int, dict[str, Any]]:
-    """Evaluate every missing arch with the trained supernet of ``--supernet-run``, as its bench does.
+    """Evaluate every missing arch with the trained supernet of ``run_dir`` (one of ``--supernet-run``), as its
+    bench does.
 
     Returns how many archs were evaluated and a description of the run (settings, and the check against the
     bench's own ``evaluations.json`` on shared archs).
     """
-    run_dir = Path(args.supernet_run)
     cfg = bench_config(run_dir)
     run_id = str(run_dir.resolve())
     info: dict[str, Any] = {"run": str(run_dir), "strategy": cfg.strategy, "preset": cfg.preset, "C": cfg.C,
@@ -498,22 +500,24 @@ class Signals:
     """Every signal's values: ``values(name, keys)`` is an ``(S, len(keys))`` array (S = seeds, or 1)."""
 
     def __init__(self, table: Table, cache: Cache, seeds: Sequence[int], proxies: Sequence[str],
-                 supernet_run: str | None, inputs: str = "table") -> None:
+                 supernet_runs: Sequence[str] | str | None, inputs: str = "table") -> None:
         self.table, self.cache, self.seeds, self.inputs = table, cache, list(seeds), inputs
         self.proxies = [*proxies, *(["vkdnw_single"] if "vkdnw" in proxies else [])]
-        self.run_id = str(Path(supernet_run).resolve()) if supernet_run else None
+        runs = [supernet_runs] if isinstance(supernet_runs, str) else list(supernet_runs or [])
+        # one supernet run per proxy seed (row s of every signal belongs together), or one run for all of them
+        self.run_ids = [str(Path(r).resolve()) for r in runs]
 
     def names(self) -> list[str]:
         """Every available signal, table ones first."""
-        return ["table_flops", "table_params", *self.proxies, *(["supernet"] if self.run_id else [])]
+        return ["table_flops", "table_params", *self.proxies, *(["supernet"] if self.run_ids else [])]
 
     def values(self, name: str, keys: Sequence[str]) -> np.ndarray:
         """``(S, n)`` values of signal ``name`` for ``keys`` (NaN where not cached)."""
         if name in ("table_flops", "table_params"):
             return self.table.values(name.removeprefix("table_"), keys)[None, :]
         if name == "supernet":
-            return np.array([[self.cache.supernet.get((self.run_id, k), {}).get("accuracy", math.nan)
-                              for k in keys]])
+            return np.array([[self.cache.supernet.get((run, k), {}).get("accuracy", math.nan) for k in keys]
+                             for run in self.run_ids])
         stored = cache_name(name, self.inputs)
         return np.array([[self.cache.proxy.get((k, s), {}).get(stored, math.nan) for k in keys] for s in self.seeds])
 
@@ -522,8 +526,8 @@ class Signals:
         if name.startswith("table_"):
             return 0.0
         if name == "supernet":
-            got = [self.cache.supernet[(self.run_id, k)]["seconds"] for k in keys if (self.run_id, k) in
-                   self.cache.supernet]
+            got = [self.cache.supernet[(run, k)]["seconds"] for run in self.run_ids for k in keys
+                   if (run, k) in self.cache.supernet]
         else:
             stored = cache_name(name, self.inputs)
             got = [self.cache.seconds.get((k, s), {}).get(stored) for k in keys for s in self.seeds]
@@ -535,7 +539,7 @@ class Signals:
         if name.startswith("table_"):
             return True
         if name == "supernet":
-            return all((self.run_id, k) in self.cache.supernet for k in keys)
+            return all((run, k) in self.cache.supernet for run in self.run_ids for k in keys)
         stored = cache_name(name, self.inputs)
         return all(stored in self.cache.proxy.get((k, s), {}) for k in keys for s in self.seeds)
 
@@ -801,8 +805,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"({md['note']}).")
     for name, missing in hy.get("skipped", {}).items():
         lines.append(f"- set `{name}` skipped: not computed for every evaluated and pool arch: {', '.join(missing)}")
-    if report.get("supernet"):
-        sn_info = report["supernet"]
+    for sn_info in report.get("supernet") or []:
         check = sn_info["check"]
         lines += ["", f"Supernet: {sn_info['run']} ({sn_info['strategy']}, preset {sn_info['preset']}, C="
                       f"{sn_info['C']}, N={sn_info['N']}, {sn_info['size']}x{sn_info['size']}); evaluated as its bench "
@@ -849,7 +852,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--C", type=int, default=16, help="channels of the first stage (default 16; tests use less)")
     p.add_argument("--N", type=int, default=5, help="cells per stage (default 5)")
     p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
-    p.add_argument("--supernet-run", help="a finished `supernet bench nb201` directory (bench.json, train/)")
+    p.add_argument("--supernet-run", help="a finished `supernet bench nb201` directory (bench.json, train/), or "
+                   "comma-separated ones, one per seed of --seeds (seed s's proxies are combined with run s)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of each CI (default 1000)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -907,6 +911,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.seeds or any(k < 1 for k in labels):
         raise ValueError("--seeds needs at least one seed and --labels positive counts")
     shard, shards = parse_shard(args.shard)
+    runs = [Path(r) for r in parse_list(args.supernet_run)] if args.supernet_run else []
+    if len(runs) not in (0, 1, len(args.seeds)):
+        raise ValueError(f"--supernet-run names {len(runs)} runs for {len(args.seeds)} seeds: give one run (used "
+                         "with every seed) or one per seed, in the order of --seeds")
+    missing = [str(r) for r in runs if not (r / "bench.json").is_file()]
+    if missing:
+        raise ValueError(f"--supernet-run: no bench.json in {', '.join(missing)} (a finished `supernet bench nb201` "
+                         "output directory is expected)")
     args.device = str(resolve_device(args.device))
     table = load_nb201(find_nb201_table(args.data_dir))
     keys, pool = sample_archs(table, args.archs, max(labels, default=0), args.sample_seed)
@@ -917,21 +929,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cache = Cache(out / "cache.jsonl")
     t0 = time.perf_counter()
     computed = {"proxy_values": 0, "supernet_archs": 0}
-    supernet_info = None
+    supernet_info: list[dict[str, Any]] = []
     if not args.report_only:
         computed["proxy_values"] = compute_proxies(args, table, [*keys, *pool][shard::shards], names, cache)
-        if args.supernet_run:
-            computed["supernet_archs"], supernet_info = compute_supernet(args, table, [*keys, *pool], cache)
-    elif args.supernet_run:
-        run_id = str(Path(args.supernet_run).resolve())
-        supernet_info = {"run": args.supernet_run, **vars(bench_config(Path(args.supernet_run))),
-                         "check": check_against_bench(Path(args.supernet_run), run_id, [*keys, *pool], cache)}
+        supernet_info = []
+        for run_dir in runs:
+            count, info = compute_supernet(args, run_dir, table, [*keys, *pool], cache)
+            computed["supernet_archs"] += count
+            supernet_info.append(info)
+    else:
+        supernet_info = [{"run": str(r), **vars(bench_config(r)),
+                          "check": check_against_bench(r, str(r.resolve()), [*keys, *pool], cache)} for r in runs]
     compute_s = time.perf_counter() - t0
 
     # the report covers the proxies asked for and every other one the cache already holds for all evaluated archs
     cached = [n for n in PROXIES.names() if n not in names
               and all(cache_name(n, args.inputs) in cache.proxy.get((k, s), {}) for k in keys for s in args.seeds)]
-    sig = Signals(table, cache, args.seeds, [*names, *cached], args.supernet_run, args.inputs)
+    sig = Signals(table, cache, args.seeds, [*names, *cached], [str(r) for r in runs], args.inputs)
     truth = {t: table.values(m, keys) for t, m in TARGETS.items()}
     rows = single_rows(sig, keys, truth, args.resamples, args.sample_seed)
     report = {

@@ -184,3 +184,26 @@ def test_noise_and_cifar_inputs_share_one_cache(tmp_path: Path, monkeypatch: pyt
     assert labels["nwot"] == "nwot (noise)" and labels["meco"] == "meco"
     assert report["settings"]["inputs"] == "table"
     assert pb.cache_name("vkdnw_single", "table") == "vkdnw_single@noise" and pb.cache_name("zico", "table") == "zico"
+
+
+def test_one_supernet_run_per_seed_gives_one_row_each(tmp_path: Path) -> None:
+    cache = pb.Cache(tmp_path / "cache.jsonl")
+    runs = [tmp_path / "s0", tmp_path / "s1"]
+    for r, run in enumerate(runs):
+        for i, arch in enumerate(["a", "b", "c"]):
+            cache.append({"kind": "supernet", "run": str(run.resolve()), "arch": arch,
+                          "result": {"accuracy": 10.0 * r + i, "loss": 1.0, "seconds": 0.5 + r}})
+    sig = pb.Signals(None, pb.Cache(cache.path), [0, 1], [], [str(r) for r in runs])
+    assert "supernet" in sig.names()
+    assert sig.values("supernet", ["c", "a"]).tolist() == [[2.0, 0.0], [12.0, 10.0]]
+    assert sig.seconds("supernet", ["a", "b", "c"]) == pytest.approx(1.0)
+    assert sig.complete("supernet", ["a", "b", "c"]) and not sig.complete("supernet", ["a", "d"])
+    one = pb.Signals(None, cache, [0, 1], [], str(runs[1]))  # one run serves every seed
+    assert one.values("supernet", ["b"]).tolist() == [[11.0]]
+
+
+def test_supernet_runs_must_match_the_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = ",".join(str(tmp_path / f"s{i}") for i in range(3))
+    assert pb.main(["--seeds", "0,1", "--supernet-run", runs, "--out", str(tmp_path / "out"),
+                    "--data-dir", str(DATA)]) == 2
+    assert "names 3 runs for 2 seeds" in capsys.readouterr().err
